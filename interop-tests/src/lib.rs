@@ -1,0 +1,1 @@
+//! Harness that runs real JS peers (from the pinned npm packages in `js/`) for live tests.
