@@ -1,2 +1,21 @@
 //! dht-rpc and HyperDHT for Rust, byte-compatible with the JS packages `dht-rpc` 6.27.0 and
 //! `hyperdht` 6.34.0.
+//!
+//! Layout:
+//! - [`codec`]: compact-encoding primitives ([`codec::Reader`], [`codec::Writer`]) and the
+//!   [`codec::Encode`] / [`codec::Decode`] traits every wire type implements.
+//! - [`rpc::wire`]: dht-rpc request/response datagrams.
+//! - [`hyper::messages`]: hyperdht message values.
+//! - [`crypto`]: node ids, namespaces, key pairs, announce and mutable signatures.
+//!
+//! Contract: decoders take untrusted bytes, never panic, and return a [`codec::DecodeError`]
+//! with the offset of the failing field. Nothing in this crate does I/O.
+
+pub mod codec;
+pub mod crypto;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod hyper;
+pub mod rpc;
+#[cfg(feature = "serde")]
+pub mod serde_hex;

@@ -1,0 +1,170 @@
+//! HyperDHT: the user commands, messages and crypto on top of dht-rpc.
+//!
+//! JS: hyperdht@6.34.0 (`index.js`, `lib/*.js`).
+
+pub mod messages;
+
+/// hyperdht user commands (`lib/constants.js` `COMMANDS`), sent without the `internal` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// 0: Noise handshake, relayed towards a server.
+    PeerHandshake,
+    /// 1: holepunch coordination, relayed like handshakes.
+    PeerHolepunch,
+    /// 2: the router record of a public key.
+    FindPeer,
+    /// 3: the peer records of a topic.
+    Lookup,
+    /// 4: store a peer record.
+    Announce,
+    /// 5: remove a peer record.
+    Unannounce,
+    /// 6: store a signed mutable record.
+    MutablePut,
+    /// 7: fetch a mutable record.
+    MutableGet,
+    /// 8: store an immutable value.
+    ImmutablePut,
+    /// 9: fetch an immutable value.
+    ImmutableGet,
+    /// 10: plugin call.
+    Plugin,
+}
+
+impl Command {
+    /// Every command, in wire order.
+    pub const ALL: [Self; 11] = [
+        Self::PeerHandshake,
+        Self::PeerHolepunch,
+        Self::FindPeer,
+        Self::Lookup,
+        Self::Announce,
+        Self::Unannounce,
+        Self::MutablePut,
+        Self::MutableGet,
+        Self::ImmutablePut,
+        Self::ImmutableGet,
+        Self::Plugin,
+    ];
+
+    /// The number on the wire.
+    pub fn to_u64(self) -> u64 {
+        self as u64
+    }
+
+    /// The command for a wire number; `None` for numbers hyperdht does not know.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| Self::ALL.get(i).copied())
+    }
+}
+
+/// Handshake / holepunch relay modes (`lib/router.js`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// 0: sent by the client.
+    FromClient,
+    /// 1: sent by the server back to a relay.
+    FromServer,
+    /// 2: forwarded by the first relay.
+    FromRelay,
+    /// 3: forwarded by a second relay.
+    FromSecondRelay,
+    /// 4: the final reply to the client.
+    Reply,
+}
+
+impl Mode {
+    /// The number on the wire.
+    pub fn to_u64(self) -> u64 {
+        self as u64
+    }
+
+    /// The mode for a wire number.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            0 => Self::FromClient,
+            1 => Self::FromServer,
+            2 => Self::FromRelay,
+            3 => Self::FromSecondRelay,
+            4 => Self::Reply,
+            _ => return None,
+        })
+    }
+}
+
+/// NAT/firewall classification (`FIREWALL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Firewall {
+    /// 0: not known yet.
+    Unknown,
+    /// 1: reachable directly.
+    Open,
+    /// 2: NAT with a consistent mapping.
+    Consistent,
+    /// 3: NAT with randomised ports.
+    Random,
+}
+
+impl Firewall {
+    /// The number on the wire.
+    pub fn to_u64(self) -> u64 {
+        self as u64
+    }
+
+    /// The classification for a wire number.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            0 => Self::Unknown,
+            1 => Self::Open,
+            2 => Self::Consistent,
+            3 => Self::Random,
+            _ => return None,
+        })
+    }
+}
+
+/// Error codes in payloads and DHT replies (`ERROR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 0
+    None,
+    /// 1
+    Aborted,
+    /// 2
+    VersionMismatch,
+    /// 3
+    TryLater,
+    /// 16: MUTABLE_PUT with a used seq and another value.
+    SeqReused,
+    /// 17: MUTABLE_PUT with a lower seq than stored.
+    SeqTooLow,
+}
+
+impl ErrorCode {
+    /// The number on the wire.
+    pub fn to_u64(self) -> u64 {
+        match self {
+            Self::None => 0,
+            Self::Aborted => 1,
+            Self::VersionMismatch => 2,
+            Self::TryLater => 3,
+            Self::SeqReused => 16,
+            Self::SeqTooLow => 17,
+        }
+    }
+
+    /// The code for a wire number.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            0 => Self::None,
+            1 => Self::Aborted,
+            2 => Self::VersionMismatch,
+            3 => Self::TryLater,
+            16 => Self::SeqReused,
+            17 => Self::SeqTooLow,
+            _ => return None,
+        })
+    }
+}
