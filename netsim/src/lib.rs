@@ -1,5 +1,411 @@
-//! A deterministic, in-process datagram network for tests: a virtual clock and links with
-//! delay, jitter and reordering, random and bursty loss, duplication, MTU limits and blackhole
-//! windows. Used as a dev-dependency by the sans-IO cores (`udx`, `dht`, `noise`, `swarm`).
+//! A deterministic, in-process datagram network for tests.
 //!
-//! Nothing is implemented yet; see issue "udx".
+//! I/O contract: nothing here touches a socket, a clock or an OS random source. The caller
+//! hands datagrams in with [`Net::send`] at the current virtual time, asks for the next
+//! delivery time with [`Net::next_delivery`], moves the clock with [`Net::advance_to`] and pulls
+//! due datagrams with [`Net::poll_deliver`]. Every random choice (loss, jitter, duplication)
+//! comes from one seeded generator, so a run replays exactly from its seed.
+//!
+//! Links are directional and keyed by `(from, to)` socket addresses; a [`LinkConfig`] gives
+//! delay, jitter (which reorders), random or Gilbert-Elliott bursty loss, duplication, an MTU
+//! (larger datagrams are dropped, as with don't-fragment), a rate limit with a bounded
+//! bottleneck queue, and blackhole windows (every datagram is dropped inside them).
+//!
+//! Bounds: the in-flight set is bounded by [`Net::with_max_in_flight`] (default 1,000,000
+//! datagrams); datagrams beyond it are dropped and counted.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A small, fast, seedable generator (SplitMix64). Good enough for impairment decisions.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.next_f64() < p
+    }
+    /// Uniform in `[0, max]`.
+    pub fn duration_upto(&mut self, max: Duration) -> Duration {
+        if max.is_zero() {
+            return Duration::ZERO;
+        }
+        max.mul_f64(self.next_f64())
+    }
+}
+
+/// How datagrams get lost on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Loss {
+    /// No loss.
+    #[default]
+    None,
+    /// Independent (Bernoulli) loss with this probability.
+    Random(f64),
+    /// Gilbert-Elliott: a two-state chain. In the good state datagrams are lost with
+    /// `loss_good`, in the bad state with `loss_bad`; each datagram first moves good->bad with
+    /// `p_good_bad` and bad->good with `p_bad_good` (mean burst `1 / p_bad_good`).
+    GilbertElliott {
+        /// Transition probability good -> bad.
+        p_good_bad: f64,
+        /// Transition probability bad -> good.
+        p_bad_good: f64,
+        /// Loss probability in the good state.
+        loss_good: f64,
+        /// Loss probability in the bad state.
+        loss_bad: f64,
+    },
+}
+
+impl Loss {
+    /// Gilbert-Elliott loss with an average rate `rate` and mean burst length `burst`
+    /// (full loss in the bad state, none in the good one).
+    pub fn bursty(rate: f64, burst: f64) -> Loss {
+        let p_bad_good = 1.0 / burst.max(1.0);
+        // stationary P(bad) = pgb / (pgb + pbg) = rate
+        let p_good_bad = if rate >= 1.0 {
+            1.0
+        } else {
+            rate * p_bad_good / (1.0 - rate)
+        };
+        Loss::GilbertElliott {
+            p_good_bad,
+            p_bad_good,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        }
+    }
+}
+
+/// Impairments of one direction of one link.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LinkConfig {
+    /// Fixed one-way delay.
+    pub delay: Duration,
+    /// Extra uniformly random delay in `[0, jitter]` per datagram; reorders datagrams.
+    pub jitter: Duration,
+    /// Probability that a datagram gets an extra `reorder_delay` (reordering without jitter).
+    pub reorder: f64,
+    /// Extra delay of reordered datagrams.
+    pub reorder_delay: Duration,
+    /// Loss model.
+    pub loss: Loss,
+    /// Probability that a datagram is delivered twice (the copy gets its own jitter).
+    pub duplicate: f64,
+    /// Largest datagram (UDP payload bytes) that passes; larger ones are dropped.
+    pub mtu: Option<usize>,
+    /// Bottleneck rate in bytes per second; `None` = infinite.
+    pub rate: Option<u64>,
+    /// Bottleneck queue in bytes (tail drop); only with `rate`. 0 means 256 KiB.
+    pub queue_bytes: usize,
+    /// Windows of virtual time (offsets from the start of the simulation) in which every
+    /// datagram sent is dropped.
+    pub blackholes: Vec<(Duration, Duration)>,
+}
+
+/// Byte and datagram counters of one link direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams handed to [`Net::send`].
+    pub sent: u64,
+    /// Bytes handed to [`Net::send`].
+    pub sent_bytes: u64,
+    /// Datagrams delivered (duplicates included).
+    pub delivered: u64,
+    /// Bytes delivered.
+    pub delivered_bytes: u64,
+    /// Datagrams lost to the loss model.
+    pub lost: u64,
+    /// Datagrams dropped for exceeding the MTU.
+    pub too_big: u64,
+    /// Datagrams dropped inside a blackhole window.
+    pub blackholed: u64,
+    /// Datagrams dropped by a full bottleneck queue or the in-flight cap.
+    pub queue_dropped: u64,
+    /// Extra copies made by duplication.
+    pub duplicated: u64,
+}
+
+/// A datagram on its way or delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Source address.
+    pub from: SocketAddr,
+    /// Destination address.
+    pub to: SocketAddr,
+    /// Payload.
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    at: Instant,
+    order: u64,
+    dgram: Datagram,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, o: &Self) -> bool {
+        self.at == o.at && self.order == o.order
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // min-heap on (at, order)
+        o.at.cmp(&self.at).then(o.order.cmp(&self.order))
+    }
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    config: LinkConfig,
+    bad: bool,
+    /// When the bottleneck is free again.
+    busy_until: Option<Instant>,
+    counters: Counters,
+}
+
+/// The simulated network and its virtual clock.
+#[derive(Debug)]
+pub struct Net {
+    start: Instant,
+    now: Instant,
+    rng: Rng,
+    default_link: LinkConfig,
+    links: HashMap<(SocketAddr, SocketAddr), LinkState>,
+    queue: BinaryHeap<InFlight>,
+    order: u64,
+    max_in_flight: usize,
+}
+
+impl Net {
+    /// A network whose clock starts at `start`, with every random choice drawn from `seed`.
+    pub fn new(start: Instant, seed: u64) -> Self {
+        Net {
+            start,
+            now: start,
+            rng: Rng::new(seed),
+            default_link: LinkConfig::default(),
+            links: HashMap::new(),
+            queue: BinaryHeap::new(),
+            order: 0,
+            max_in_flight: 1_000_000,
+        }
+    }
+
+    /// Caps the number of datagrams in flight.
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// The configuration of links not configured with [`Net::set_link`].
+    pub fn set_default_link(&mut self, cfg: LinkConfig) {
+        self.default_link = cfg;
+    }
+
+    /// Configures the direction `from -> to`.
+    pub fn set_link(&mut self, from: SocketAddr, to: SocketAddr, cfg: LinkConfig) {
+        self.link_mut(from, to).config = cfg;
+    }
+
+    /// Configures both directions between `a` and `b`.
+    pub fn set_link_both(&mut self, a: SocketAddr, b: SocketAddr, cfg: LinkConfig) {
+        self.set_link(a, b, cfg.clone());
+        self.set_link(b, a, cfg);
+    }
+
+    fn link_mut(&mut self, from: SocketAddr, to: SocketAddr) -> &mut LinkState {
+        let def = &self.default_link;
+        self.links.entry((from, to)).or_insert_with(|| LinkState {
+            config: def.clone(),
+            ..LinkState::default()
+        })
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time elapsed since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Counters of the direction `from -> to`.
+    pub fn counters(&self, from: SocketAddr, to: SocketAddr) -> Counters {
+        self.links
+            .get(&(from, to))
+            .map(|l| l.counters)
+            .unwrap_or_default()
+    }
+
+    /// Number of datagrams in flight.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Sends a datagram at the current virtual time.
+    pub fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let now = self.now;
+        let since_start = now - self.start;
+        let in_flight = self.queue.len();
+        let max_in_flight = self.max_in_flight;
+        // Split borrows: take the rng out while the link is borrowed.
+        let mut rng = std::mem::replace(&mut self.rng, Rng(0));
+        let link = self.link_mut(from, to);
+        let cfg = &link.config;
+        link.counters.sent += 1;
+        link.counters.sent_bytes += data.len() as u64;
+        let mut deliveries: [Option<Instant>; 2] = [None, None];
+        'decide: {
+            if cfg.mtu.is_some_and(|m| data.len() > m) {
+                link.counters.too_big += 1;
+                break 'decide;
+            }
+            if cfg
+                .blackholes
+                .iter()
+                .any(|(s, e)| since_start >= *s && since_start < *e)
+            {
+                link.counters.blackholed += 1;
+                break 'decide;
+            }
+            let lost = match cfg.loss {
+                Loss::None => false,
+                Loss::Random(p) => rng.chance(p),
+                Loss::GilbertElliott {
+                    p_good_bad,
+                    p_bad_good,
+                    loss_good,
+                    loss_bad,
+                } => {
+                    if link.bad {
+                        if rng.chance(p_bad_good) {
+                            link.bad = false;
+                        }
+                    } else if rng.chance(p_good_bad) {
+                        link.bad = true;
+                    }
+                    rng.chance(if link.bad { loss_bad } else { loss_good })
+                }
+            };
+            if lost {
+                link.counters.lost += 1;
+                break 'decide;
+            }
+            // Bottleneck: serialise at `rate`, tail-drop beyond the queue.
+            let mut depart = now;
+            if let Some(rate) = cfg.rate.filter(|r| *r > 0) {
+                let busy = link.busy_until.unwrap_or(now).max(now);
+                let backlog = (busy - now).as_secs_f64() * rate as f64;
+                let qcap = if cfg.queue_bytes == 0 {
+                    256 * 1024
+                } else {
+                    cfg.queue_bytes
+                };
+                if backlog + data.len() as f64 > qcap as f64 {
+                    link.counters.queue_dropped += 1;
+                    break 'decide;
+                }
+                depart = busy + Duration::from_secs_f64(data.len() as f64 / rate as f64);
+                link.busy_until = Some(depart);
+            }
+            let copies = if rng.chance(cfg.duplicate) { 2 } else { 1 };
+            for slot in deliveries.iter_mut().take(copies) {
+                let mut at = depart + cfg.delay + rng.duration_upto(cfg.jitter);
+                if rng.chance(cfg.reorder) {
+                    at += cfg.reorder_delay;
+                }
+                *slot = Some(at);
+            }
+            if copies == 2 {
+                link.counters.duplicated += 1;
+            }
+        }
+        self.rng = rng;
+        let mut room = max_in_flight.saturating_sub(in_flight);
+        for at in deliveries.into_iter().flatten() {
+            if room == 0 {
+                self.link_mut(from, to).counters.queue_dropped += 1;
+                continue;
+            }
+            room -= 1;
+            self.order += 1;
+            self.queue.push(InFlight {
+                at,
+                order: self.order,
+                dgram: Datagram {
+                    from,
+                    to,
+                    data: data.to_vec(),
+                },
+            });
+        }
+    }
+
+    /// When the next datagram arrives, if any is in flight.
+    pub fn next_delivery(&self) -> Option<Instant> {
+        self.queue.peek().map(|f| f.at)
+    }
+
+    /// Moves the clock forward to `t` (never backwards).
+    pub fn advance_to(&mut self, t: Instant) {
+        if t > self.now {
+            self.now = t;
+        }
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// Pops the next datagram whose arrival time is not after the current time.
+    pub fn poll_deliver(&mut self) -> Option<Datagram> {
+        if self.queue.peek()?.at > self.now {
+            return None;
+        }
+        let f = self.queue.pop()?;
+        let len = f.dgram.data.len() as u64;
+        if let Some(l) = self.links.get_mut(&(f.dgram.from, f.dgram.to)) {
+            l.counters.delivered += 1;
+            l.counters.delivered_bytes += len;
+        }
+        Some(f.dgram)
+    }
+
+    /// Draws from the simulation's generator (for callers that need seeded randomness).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,16 @@
 //! UDX: reliable, ordered, congestion-controlled streams over UDP, byte-compatible with libudx
 //! (the C library behind the npm package `udx-native` 1.21.3).
 //!
-//! Contract (planned): `proto` is a sans-IO core (packets and time in, packets, timers and
-//! events out); `socket` is a thin tokio driver that binds one UDP port and hands every datagram
-//! that is not a live stream's packet to a handler the caller installs (the DHT shares that
-//! socket). Nothing is implemented yet; see issue "udx".
+//! I/O contract: [`proto`] is a sans-IO core. A [`proto::Stream`] takes datagrams and `now`
+//! in (`handle_datagram`, `handle_timeout`) and hands datagrams, its next deadline and events
+//! out (`poll_transmit`, `poll_timeout`, `poll_event`); it never reads a clock, draws
+//! randomness or touches a socket. `socket` (feature `tokio`) is the driver: it binds one UDP
+//! port, routes UDX packets to live streams and hands every other datagram to a handler the
+//! caller installs (the DHT shares that socket).
+
+pub mod proto;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use proto::{Config, Event, StreamError, WriteError};
