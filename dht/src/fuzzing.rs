@@ -97,3 +97,11 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("mutable_get_response", roundtrip::<MutableGetResponse>),
     ("plugin_request", roundtrip::<PluginRequest>),
 ];
+
+/// Runs the check of the target called `name` (used by the one-line fuzz targets).
+pub fn run(name: &str, data: &[u8]) {
+    match TARGETS.iter().find(|(n, _)| *n == name) {
+        Some((_, check)) => check(data),
+        None => panic!("no fuzz target called {name}"),
+    }
+}
