@@ -179,6 +179,8 @@ pub struct Testnet {
     pub bootstrap: SocketAddrV4,
     /// Every node's bound address, the bootstrap node first.
     pub nodes: Vec<SocketAddrV4>,
+    /// Each node's id as JS reports it (hex), `None` while the node is ephemeral.
+    pub ids: Vec<Option<String>>,
     /// The child process; dropping the testnet kills it.
     pub process: JsProcess,
 }
@@ -189,8 +191,12 @@ impl Testnet {
         let mut process = JsProcess::spawn("testnet.js", &[&size.to_string()])?;
         let ready = process.next_json(Duration::from_secs(60))?;
         let parse = |v: &Value| -> Result<SocketAddrV4, HarnessError> {
-            let host = v["host"].as_str().ok_or_else(|| err("address without host"))?;
-            let port = v["port"].as_u64().ok_or_else(|| err("address without port"))?;
+            let host = v["host"]
+                .as_str()
+                .ok_or_else(|| err("address without host"))?;
+            let port = v["port"]
+                .as_u64()
+                .ok_or_else(|| err("address without port"))?;
             format!("{host}:{port}")
                 .parse()
                 .map_err(|e| err(format!("bad address {host}:{port}: {e}")))
@@ -202,9 +208,18 @@ impl Testnet {
             .iter()
             .map(parse)
             .collect::<Result<Vec<_>, _>>()?;
+        let ids = ready["nodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|n| n["id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             bootstrap,
             nodes,
+            ids,
             process,
         })
     }

@@ -11,5 +11,8 @@ fn testnet_starts_and_reports_its_nodes() {
         assert!(n.ip().is_loopback(), "{n} is not on loopback");
         assert_ne!(n.port(), 0);
     }
-    assert!(net.process.finish(std::time::Duration::from_secs(10)), "testnet.js did not exit cleanly");
+    assert!(
+        net.process.finish(std::time::Duration::from_secs(10)),
+        "testnet.js did not exit cleanly"
+    );
 }
