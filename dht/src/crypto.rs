@@ -32,20 +32,16 @@ pub fn hash_batch(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Keyed BLAKE2b-256 (`crypto_generichash(out32, data, key)`). `key` must be 1..=64 bytes;
-/// an empty key means unkeyed, as in libsodium.
-pub fn keyed_hash(key: &[u8], data: &[u8]) -> [u8; 32] {
-    match Blake2bMac256::new_from_slice(key) {
-        Ok(mut m) if !key.is_empty() => {
-            m.update(data);
-            m.finalize().into_bytes().into()
-        }
-        // Longer keys than 64 bytes are not used by this stack; treat like libsodium's
-        // "no key" only for the empty key, and hash the key in otherwise so the function stays
-        // total. Callers pass 32- or 64-byte keys.
-        _ if key.is_empty() => hash(data),
-        _ => hash_batch(&[key, data]),
-    }
+/// Keyed BLAKE2b-256 (`crypto_generichash(out32, data, key)`), for keys of 1 to 64 bytes as
+/// libsodium takes them (this stack uses 32-byte keys and the 64-byte handshake hash).
+pub fn keyed_hash<const N: usize>(key: &[u8; N], data: &[u8]) -> [u8; 32] {
+    const { assert!(N >= 1 && N <= 64, "BLAKE2b keys are 1 to 64 bytes") };
+    let Ok(mut mac) = Blake2bMac256::new_from_slice(key) else {
+        // Unreachable: the length is checked at compile time above.
+        return hash_batch(&[key, data]);
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 /// The dht-rpc node id of a persistent node: BLAKE2b-256 of its 6-byte `ipv4Address`.
