@@ -17,5 +17,7 @@ pub mod crypto;
 pub mod fuzzing;
 pub mod hyper;
 pub mod rpc;
+#[cfg(feature = "tokio")]
+pub mod runtime;
 #[cfg(feature = "serde")]
 pub mod serde_hex;

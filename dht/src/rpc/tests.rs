@@ -1,0 +1,253 @@
+//! Handler-level tests: one node, datagrams crafted by hand, replies decoded.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use super::wire::{self, Message, Request, Response};
+use super::*;
+use crate::codec::{Decode, Encode};
+use crate::crypto::node_id;
+
+fn addr(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+}
+
+fn persistent_node(now: Instant) -> Node {
+    let mut n = Node::bootstrapper(Config::default(), addr(30_000), now, [1; 32]);
+    while n.poll_transmit().is_some() {}
+    while n.poll_event().is_some() {}
+    n
+}
+
+fn req(tid: u16, internal: bool, command: u64) -> Request {
+    Request {
+        tid,
+        to: addr(30_000),
+        id: None,
+        token: None,
+        internal,
+        command,
+        target: None,
+        value: None,
+    }
+}
+
+fn send(
+    n: &mut Node,
+    now: Instant,
+    from: SocketAddrV4,
+    r: &Request,
+) -> Vec<(SocketAddrV4, Response)> {
+    n.handle_datagram(now, from, &r.to_bytes());
+    let mut out = Vec::new();
+    while let Some(t) = n.poll_transmit() {
+        if let Ok(Message::Response(res)) = Message::from_bytes(&t.payload) {
+            out.push((t.to, res));
+        }
+    }
+    out
+}
+
+#[test]
+fn bootstrapper_is_persistent_with_id_of_its_address() {
+    let now = Instant::now();
+    let n = persistent_node(now);
+    assert_eq!(n.id(), Some(node_id(&addr(30_000))));
+    assert!(n.is_bootstrapped());
+    assert!(!n.is_firewalled());
+}
+
+#[test]
+fn ping_gets_empty_reply_with_id_and_reflexive_address() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let out = send(&mut n, now, addr(40_000), &req(7, true, 0));
+    assert_eq!(out.len(), 1);
+    let (to, res) = &out[0];
+    assert_eq!(*to, addr(40_000));
+    assert_eq!(res.tid, 7);
+    assert_eq!(res.to, addr(40_000));
+    assert_eq!(res.id, Some(node_id(&addr(30_000))));
+    assert_eq!((res.token, res.error, res.value.as_ref()), (None, 0, None));
+    assert!(res.closer_nodes.is_empty());
+}
+
+#[test]
+fn ping_nat_replies_to_the_port_in_the_value() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let mut r = req(1, true, 1);
+    r.value = Some(41_000u16.to_le_bytes().to_vec());
+    let out = send(&mut n, now, addr(40_000), &r);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, addr(41_000));
+    assert_eq!(out[0].1.to, addr(41_000));
+    // port 0 and a short value get no reply
+    r.value = Some(vec![0, 0]);
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+    r.value = Some(vec![5]);
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+}
+
+#[test]
+fn find_node_without_target_is_ignored_and_with_target_returns_closer_nodes() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    for p in 31_000..31_050 {
+        n.add_node(now, addr(p));
+    }
+    let r = req(3, true, 2);
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+    let mut r = req(3, true, 2);
+    r.target = Some([0x55; 32]);
+    let out = send(&mut n, now, addr(40_000), &r);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.closer_nodes.len(), 20);
+    assert_eq!(out[0].1.token, None);
+}
+
+#[test]
+fn unknown_commands_get_unknown_command_with_closer_nodes() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    n.add_node(now, addr(31_000));
+    for (internal, cmd) in [(true, 9u64), (false, 0), (false, 1 << 40)] {
+        let mut r = req(4, internal, cmd);
+        r.target = Some([1; 32]);
+        let out = send(&mut n, now, addr(40_000), &r);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.error, wire::errors::UNKNOWN_COMMAND);
+        assert_eq!(out[0].1.closer_nodes, vec![addr(31_000)]);
+        assert_eq!(out[0].1.token, None);
+    }
+}
+
+#[test]
+fn registered_user_command_is_handed_out_and_answered_with_token() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    n.register_command(4);
+    let mut r = req(9, false, 4);
+    r.target = Some([2; 32]);
+    r.value = Some(b"hi".to_vec());
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+    let Some(Event::Request(incoming)) = n.poll_event() else {
+        panic!("expected a request event")
+    };
+    assert_eq!(incoming.value.as_deref(), Some(&b"hi"[..]));
+    n.reply(&incoming, Some(b"ok".to_vec()), true, false);
+    let t = n.poll_transmit().unwrap();
+    let Ok(Message::Response(res)) = Message::from_bytes(&t.payload) else {
+        panic!()
+    };
+    assert_eq!(res.tid, 9);
+    assert_eq!(res.token, Some(n.token_for(Ipv4Addr::LOCALHOST)));
+    assert_eq!(res.value.as_deref(), Some(&b"ok"[..]));
+}
+
+#[test]
+fn invalid_token_is_refused_with_a_fresh_token_and_valid_one_passes() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    n.register_command(4);
+    let mut r = req(10, false, 4);
+    r.token = Some([0xaa; 32]);
+    let out = send(&mut n, now, addr(40_000), &r);
+    assert_eq!(out[0].1.error, wire::errors::INVALID_TOKEN);
+    let fresh = out[0].1.token.unwrap();
+    assert!(n.poll_event().is_none());
+    r.token = Some(fresh);
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+    assert!(matches!(n.poll_event(), Some(Event::Request(_))));
+}
+
+#[test]
+fn forged_ids_are_ignored_and_valid_ids_enter_the_table() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let mut r = req(1, true, 0);
+    r.id = Some([0x11; 32]);
+    send(&mut n, now, addr(40_000), &r);
+    assert_eq!(n.table().len(), 0);
+    r.id = Some(node_id(&addr(40_000)));
+    send(&mut n, now, addr(40_000), &r);
+    assert_eq!(n.to_array(), vec![addr(40_000)]);
+}
+
+#[test]
+fn delayed_ping_answers_after_the_delay_and_refuses_long_delays() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let mut r = req(5, true, 4);
+    r.value = Some(300u32.to_le_bytes().to_vec());
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+    n.handle_timeout(now + Duration::from_millis(299));
+    assert!(std::iter::from_fn(|| n.poll_transmit()).all(|t| t.to != addr(40_000)));
+    n.handle_timeout(now + Duration::from_millis(300));
+    assert!(std::iter::from_fn(|| n.poll_transmit()).any(|t| t.to == addr(40_000)));
+    r.value = Some(10_001u32.to_le_bytes().to_vec());
+    send(&mut n, now, addr(40_000), &r);
+    n.handle_timeout(now + Duration::from_secs(20));
+    assert!(std::iter::from_fn(|| n.poll_transmit()).all(|t| t.to != addr(40_000)));
+}
+
+#[test]
+fn request_is_sent_four_times_then_times_out() {
+    let start = Instant::now();
+    let mut n = persistent_node(start);
+    let id = n.ping(start, addr(45_000));
+    let mut sent = 0;
+    let mut now = start;
+    let mut result = None;
+    while now < start + Duration::from_secs(10) && result.is_none() {
+        n.handle_timeout(now);
+        sent += std::iter::from_fn(|| n.poll_transmit())
+            .filter(|t| t.to == addr(45_000))
+            .count();
+        while let Some(e) = n.poll_event() {
+            if let Event::Response { request, result: r } = e {
+                assert_eq!(request, id);
+                result = Some(r);
+            }
+        }
+        now += Duration::from_millis(50);
+    }
+    assert_eq!(sent, 4);
+    assert_eq!(result, Some(Err(RequestError::TimedOut)));
+    assert!(now - start >= Duration::from_millis(4000));
+}
+
+#[test]
+fn congestion_window_queues_beyond_80_sends() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    for p in 0..200u16 {
+        n.ping(now, addr(50_000 + p));
+    }
+    let first: usize = std::iter::from_fn(|| n.poll_transmit()).count();
+    assert_eq!(first, 80);
+    n.handle_timeout(now + Duration::from_millis(750));
+    let second: usize = std::iter::from_fn(|| n.poll_transmit()).count();
+    assert_eq!(second, 80, "next slot opens after a drain");
+}
+
+#[test]
+fn garbage_and_short_datagrams_are_dropped() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    for d in [
+        &[][..],
+        &[3][..],
+        &[0xff, 1, 2, 3][..],
+        &[3, 0xff, 0xff, 0xff][..],
+    ] {
+        n.handle_datagram(now, addr(40_000), d);
+    }
+    n.handle_datagram(
+        now,
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        &req(1, true, 0).to_bytes(),
+    );
+    assert!(n.poll_transmit().is_none());
+    assert_eq!(n.stats().malformed, 5);
+}

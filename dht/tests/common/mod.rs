@@ -1,0 +1,246 @@
+//! A virtual-clock datagram shuttle over sans-IO `dht::rpc::Node`s, for tests and simulation.
+//!
+//! Every node sits at a virtual IPv4 address; datagrams are delivered after a latency drawn
+//! from a seeded RNG (optionally dropped); timers fire in virtual time. No sockets, no clock.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome};
+
+/// A tiny deterministic RNG (SplitMix64) for the shuttle itself.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+    pub fn bytes32(&mut self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for c in b.chunks_mut(8) {
+            c.copy_from_slice(&self.next().to_le_bytes());
+        }
+        b
+    }
+}
+
+#[derive(Debug)]
+pub struct Net {
+    pub start: Instant,
+    pub now: Instant,
+    pub nodes: HashMap<SocketAddrV4, Node>,
+    pub dead: HashSet<SocketAddrV4>,
+    wire: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    payloads: HashMap<usize, (SocketAddrV4, SocketAddrV4, Vec<u8>)>,
+    timers: BinaryHeap<Reverse<(Instant, SocketAddrV4)>>,
+    pub done: HashMap<(SocketAddrV4, QueryId), Result<QueryOutcome, QueryError>>,
+    pub persistent: HashSet<SocketAddrV4>,
+    pub ready: HashSet<SocketAddrV4>,
+    pub rng: Rng,
+    seq: u64,
+    pub latency_ms: (u64, u64),
+    pub loss_permille: u64,
+    pub delivered: u64,
+}
+
+pub fn addr_of(i: u32) -> SocketAddrV4 {
+    let ip = 0x0a00_0000u32 + 1 + i;
+    SocketAddrV4::new(Ipv4Addr::from(ip), 49_737)
+}
+
+impl Net {
+    pub fn new(seed: u64) -> Self {
+        let start = Instant::now();
+        Self {
+            start,
+            now: start,
+            nodes: HashMap::new(),
+            dead: HashSet::new(),
+            wire: BinaryHeap::new(),
+            payloads: HashMap::new(),
+            timers: BinaryHeap::new(),
+            done: HashMap::new(),
+            persistent: HashSet::new(),
+            ready: HashSet::new(),
+            rng: Rng(seed),
+            seq: 0,
+            latency_ms: (5, 40),
+            loss_permille: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Adds a bootstrap node at `addr`.
+    pub fn add_bootstrapper(&mut self, addr: SocketAddrV4) {
+        let seed = self.rng.bytes32();
+        let node = Node::bootstrapper(Config::default(), addr, self.now, seed);
+        self.insert(addr, node);
+    }
+
+    /// Adds a node that joins through `bootstrap`; `persistent` = `ephemeral: false`.
+    pub fn add_node(&mut self, addr: SocketAddrV4, bootstrap: Vec<SocketAddrV4>, persistent: bool) {
+        let config = Config {
+            bootstrap,
+            ephemeral: if persistent { Some(false) } else { None },
+            firewalled: !persistent,
+            ..Config::default()
+        };
+        let seed = self.rng.bytes32();
+        let node = Node::new(config, addr.port(), self.now, seed);
+        self.insert(addr, node);
+    }
+
+    pub fn insert(&mut self, addr: SocketAddrV4, node: Node) {
+        self.dead.remove(&addr);
+        self.nodes.insert(addr, node);
+        self.after(addr);
+    }
+
+    pub fn kill(&mut self, addr: SocketAddrV4) {
+        self.nodes.remove(&addr);
+        self.persistent.remove(&addr);
+        self.ready.remove(&addr);
+        self.dead.insert(addr);
+    }
+
+    /// Drains a node's outputs after it ran.
+    fn after(&mut self, addr: SocketAddrV4) {
+        let Some(node) = self.nodes.get_mut(&addr) else {
+            return;
+        };
+        while let Some(t) = node.poll_transmit() {
+            if self.loss_permille > 0 && self.rng.below(1000) < self.loss_permille {
+                continue;
+            }
+            let (lo, hi) = self.latency_ms;
+            let lat = lo + self.rng.below(hi - lo + 1);
+            self.seq += 1;
+            let key = self.seq as usize;
+            self.payloads.insert(key, (addr, t.to, t.payload));
+            self.wire.push(Reverse((
+                self.now + Duration::from_millis(lat),
+                self.seq,
+                key,
+            )));
+        }
+        while let Some(e) = node.poll_event() {
+            match e {
+                Event::QueryDone { query, result } => {
+                    self.done.insert((addr, query), result);
+                }
+                Event::Persistent { .. } => {
+                    self.persistent.insert(addr);
+                }
+                Event::Ready => {
+                    self.ready.insert(addr);
+                }
+                Event::Ephemeral => {
+                    self.persistent.remove(&addr);
+                }
+                _ => {}
+            }
+        }
+        if let Some(t) = node.poll_timeout() {
+            self.timers.push(Reverse((t, addr)));
+        }
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        loop {
+            let w = self.wire.peek().map(|Reverse((t, _, _))| *t);
+            let t = self.timers.peek().map(|Reverse((t, _))| *t);
+            let next = match (w, t) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            if w == Some(next) {
+                let Some(Reverse((_, _, key))) = self.wire.pop() else {
+                    break;
+                };
+                let Some((from, to, payload)) = self.payloads.remove(&key) else {
+                    continue;
+                };
+                if let Some(node) = self.nodes.get_mut(&to) {
+                    node.handle_datagram(self.now, from, &payload);
+                    self.delivered += 1;
+                    self.after(to);
+                }
+            } else {
+                let Some(Reverse((_, addr))) = self.timers.pop() else {
+                    break;
+                };
+                let Some(node) = self.nodes.get_mut(&addr) else {
+                    continue;
+                };
+                // Stale timer entries are skipped; `after` always pushes the current one.
+                if node.poll_timeout().is_some_and(|d| d <= self.now) {
+                    node.handle_timeout(self.now);
+                    self.after(addr);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Starts a FIND_NODE from `at`.
+    pub fn find_node(&mut self, at: SocketAddrV4, target: NodeId) -> Option<QueryId> {
+        let now = self.now;
+        let node = self.nodes.get_mut(&at)?;
+        let q = node.find_node(now, target);
+        self.after(at);
+        Some(q)
+    }
+
+    /// Runs until the query ends (or `max` passes).
+    pub fn wait_query(
+        &mut self,
+        at: SocketAddrV4,
+        q: QueryId,
+        max: Duration,
+    ) -> Option<Result<QueryOutcome, QueryError>> {
+        let deadline = self.now + max;
+        while self.now < deadline {
+            if let Some(r) = self.done.remove(&(at, q)) {
+                return Some(r);
+            }
+            let step = self.now + Duration::from_millis(10);
+            self.run_until(step);
+        }
+        self.done.remove(&(at, q))
+    }
+
+    /// Live persistent nodes sorted by XOR distance to `target`.
+    pub fn true_closest(&self, target: &NodeId, n: usize) -> Vec<SocketAddrV4> {
+        let mut v: Vec<(NodeId, SocketAddrV4)> = self
+            .nodes
+            .iter()
+            .filter_map(|(a, node)| node.id().map(|id| (id, *a)))
+            .collect();
+        v.sort_by(|a, b| dht::rpc::routing::cmp_distance(target, &a.0, &b.0));
+        v.into_iter().take(n).map(|(_, a)| a).collect()
+    }
+}

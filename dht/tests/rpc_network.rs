@@ -1,0 +1,116 @@
+//! Networks of sans-IO nodes on the virtual-clock shuttle in `common/`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Net, addr_of};
+
+fn network(seed: u64, n: u32) -> (Net, Vec<std::net::SocketAddrV4>) {
+    let mut net = Net::new(seed);
+    let boot = addr_of(0);
+    net.add_bootstrapper(boot);
+    let mut addrs = Vec::new();
+    for i in 1..=n {
+        let a = addr_of(i);
+        net.add_node(a, vec![boot], true);
+        addrs.push(a);
+        net.run_for(Duration::from_millis(50));
+    }
+    net.run_for(Duration::from_secs(20));
+    (net, addrs)
+}
+
+#[test]
+fn persistent_nodes_join_and_fill_each_others_tables() {
+    let (net, addrs) = network(1, 30);
+    for a in &addrs {
+        assert!(net.persistent.contains(a), "{a} did not become persistent");
+        assert!(net.ready.contains(a));
+        let node = &net.nodes[a];
+        assert_eq!(node.id(), Some(dht::crypto::node_id(a)));
+        assert!(
+            node.table().len() >= 10,
+            "{a} knows only {} nodes",
+            node.table().len()
+        );
+    }
+    // the bootstrap node learnt about everyone who talked to it with an id
+    assert!(net.nodes[&addr_of(0)].table().len() >= 25);
+}
+
+#[test]
+fn find_node_finds_the_true_closest_node() {
+    let (mut net, addrs) = network(2, 80);
+    let mut hits = 0;
+    let total = 40;
+    for i in 0..total {
+        let target = net.rng.bytes32();
+        let at = addrs[(i * 7) % addrs.len()];
+        let q = net.find_node(at, target).unwrap();
+        let out = net
+            .wait_query(at, q, Duration::from_secs(30))
+            .expect("query finished")
+            .expect("query ok");
+        let best = net.true_closest(&target, 1)[0];
+        if out.closest_replies.first().map(|r| r.from) == Some(best) || best == at {
+            hits += 1;
+        }
+        assert!(out.closest_replies.len() >= 20);
+    }
+    assert!(
+        hits >= total * 9 / 10,
+        "only {hits}/{total} queries found the closest node"
+    );
+}
+
+#[test]
+fn ephemeral_nodes_stay_out_of_routing_tables() {
+    let mut net = Net::new(3);
+    let boot = addr_of(0);
+    net.add_bootstrapper(boot);
+    for i in 1..=10 {
+        net.add_node(addr_of(i), vec![boot], true);
+    }
+    net.run_for(Duration::from_secs(10));
+    let eph = addr_of(100);
+    net.add_node(eph, vec![boot], false);
+    net.run_for(Duration::from_secs(30));
+    assert!(net.ready.contains(&eph));
+    assert!(!net.persistent.contains(&eph));
+    assert!(net.nodes[&eph].id().is_none());
+    assert!(
+        net.nodes[&eph].table().len() >= 5,
+        "the ephemeral node still learns the network"
+    );
+    for (a, n) in &net.nodes {
+        assert!(
+            !n.to_array().contains(&eph),
+            "{a} has the ephemeral node in its table"
+        );
+    }
+}
+
+#[test]
+fn dead_nodes_leave_routing_tables() {
+    let (mut net, addrs) = network(4, 20);
+    let victim = addrs[3];
+    assert!(net.nodes.values().any(|n| n.to_array().contains(&victim)));
+    net.kill(victim);
+    // queries touching it time out (and drop it); periodic checks drop the rest
+    for i in 0..10 {
+        let target = dht::crypto::node_id(&victim);
+        let at = addrs[(i * 3 + 5) % addrs.len()];
+        if let Some(q) = net.find_node(at, target) {
+            net.wait_query(at, q, Duration::from_secs(30));
+        }
+    }
+    net.run_for(Duration::from_secs(300));
+    let still: Vec<_> = net
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.to_array().contains(&victim))
+        .map(|(a, _)| *a)
+        .collect();
+    assert!(still.is_empty(), "still listed by {still:?}");
+}
