@@ -63,7 +63,11 @@ pub enum Loss {
     Random(f64),
     /// Gilbert-Elliott: a two-state chain. In the good state datagrams are lost with
     /// `loss_good`, in the bad state with `loss_bad`; each datagram first moves good->bad with
-    /// `p_good_bad` and bad->good with `p_bad_good` (mean burst `1 / p_bad_good`).
+    /// `p_good_bad` and bad->good with `p_bad_good` (mean burst `1 / p_bad_good`). The chain
+    /// models correlation between closely spaced datagrams: after [`GE_MEMORY`] without a
+    /// datagram on the link, the state is redrawn from the stationary distribution (otherwise a
+    /// sparse flow, such as ACKs during a retransmission timeout, would stay in a "burst" for
+    /// seconds).
     GilbertElliott {
         /// Transition probability good -> bad.
         p_good_bad: f64,
@@ -95,6 +99,9 @@ impl Loss {
         }
     }
 }
+
+/// How long the Gilbert-Elliott chain remembers its state between datagrams.
+pub const GE_MEMORY: Duration = Duration::from_millis(10);
 
 /// Impairments of one direction of one link.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -187,6 +194,8 @@ struct LinkState {
     bad: bool,
     /// When the bottleneck is free again.
     busy_until: Option<Instant>,
+    /// Last datagram sent on the link.
+    last_send: Option<Instant>,
     counters: Counters,
 }
 
@@ -282,6 +291,7 @@ impl Net {
         let link = self.link_mut(from, to);
         let cfg = &link.config;
         link.counters.sent += 1;
+        let prev_send = link.last_send.replace(now);
         link.counters.sent_bytes += data.len() as u64;
         let mut deliveries: [Option<Instant>; 2] = [None, None];
         'decide: {
@@ -306,7 +316,10 @@ impl Net {
                     loss_good,
                     loss_bad,
                 } => {
-                    if link.bad {
+                    if prev_send.is_none_or(|t| now.saturating_duration_since(t) > GE_MEMORY) {
+                        let total = p_good_bad + p_bad_good;
+                        link.bad = total > 0.0 && rng.chance(p_good_bad / total);
+                    } else if link.bad {
                         if rng.chance(p_bad_good) {
                             link.bad = false;
                         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Initial congestion window in packets (libudx: 10).
 pub const INITIAL_CWND: f64 = 10.0;
 /// Minimum congestion window in packets after a loss event (libudx BBR minimum: 4).
-pub const MIN_CWND: f64 = 2.0;
+pub const MIN_CWND: f64 = 4.0;
 /// Largest congestion window in packets: bounds the in-flight table (4 MiB of 1152-byte
 /// packets is 3,641; we allow 16,384 so a larger peer window still fills).
 pub const MAX_CWND: f64 = 16_384.0;

@@ -40,6 +40,9 @@ pub const MAX_EVENTS: usize = 1024;
 /// `UDX_MAX_RTO_TIMEOUTS`: a packet that already suffered this many RTO expiries closes the
 /// stream with [`StreamError::TimedOut`] on the next.
 pub const MAX_RTO_TIMEOUTS: u8 = 6;
+/// Tail-loss probes sent before the RTO takes over (RFC 8985 sends one; a second one halves
+/// the chance that a lossy path falls back to a 1 s timeout).
+pub const MAX_TLPS: u8 = 2;
 /// `UDX_DEFAULT_RWND_MAX`: 4 MiB.
 pub const DEFAULT_RWND_MAX: u32 = 4 * 1024 * 1024;
 /// `UDX_HIGH_WATERMARK`: 256 KiB.
@@ -67,7 +70,7 @@ pub struct Config {
     /// IPv6 path (68 bytes of IP+UDP+UDX overhead instead of 48).
     pub ipv6: bool,
     /// How long a closed stream keeps acknowledging retransmitted DATA/END before it may be
-    /// dropped (covers a lost final ACK).
+    /// dropped (covers a lost final ACK); at least 13 x RTO (default 15 s).
     pub linger: Duration,
 }
 
@@ -83,7 +86,7 @@ impl Default for Config {
             base_mtu: super::mtu::BASE_MTU,
             max_mtu: super::mtu::MAX_MTU,
             ipv6: false,
-            linger: Duration::from_secs(5),
+            linger: Duration::from_secs(15),
         }
     }
 }
@@ -192,7 +195,10 @@ pub struct Stream {
     high_seq: u32,
     rto_at: Option<Instant>,
     tlp_at: Option<Instant>,
-    tlp_budget: bool,
+    tlp_left: u8,
+    rtt_candidate: Option<Instant>,
+    dup_pending: Option<u32>,
+    rto_dup: Option<u32>,
     reorder_at: Option<Instant>,
     zwp_at: Option<Instant>,
     zwp_count: u32,
@@ -222,6 +228,7 @@ pub struct Stream {
     // ---- lifecycle
     closed: Option<Result<(), StreamError>>,
     closed_at: Option<Instant>,
+    linger_until: Option<Instant>,
     events: VecDeque<Event>,
     readable_pending: bool,
     writable_pending: bool,
@@ -262,7 +269,10 @@ impl Stream {
             high_seq: 0,
             rto_at: None,
             tlp_at: None,
-            tlp_budget: false,
+            tlp_left: 0,
+            rtt_candidate: None,
+            dup_pending: None,
+            rto_dup: None,
             reorder_at: None,
             zwp_at: None,
             zwp_count: 0,
@@ -290,6 +300,7 @@ impl Stream {
             last_adv_rwnd: cfg.recv_window,
             closed: None,
             closed_at: None,
+            linger_until: None,
             events: VecDeque::new(),
             readable_pending: false,
             writable_pending: false,
@@ -341,6 +352,31 @@ impl Stream {
         }
     }
 
+    #[doc(hidden)]
+    pub fn debug_state(&self) -> String {
+        format!(
+            "seq={} remote_acked={} ack={} inflight={} in_flight={} cwnd={} rwnd={} ca={:?} rtx_q={} rto_at={:?} tlp_at={:?} reo_at={:?} pace={:?} srtt={:?} rto={:?} sacked={} ooo={} front={:?}",
+            self.seq,
+            self.remote_acked,
+            self.ack,
+            self.inflight.len(),
+            self.in_flight,
+            self.cc.window(),
+            self.peer_rwnd,
+            self.ca,
+            self.retransmit.len(),
+            self.rto_at,
+            self.tlp_at,
+            self.reorder_at,
+            self.pace_until,
+            self.rtt.srtt(),
+            self.rtt.rto(),
+            self.sacked_count,
+            self.ooo.len(),
+            self.inflight.front(),
+        )
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -378,8 +414,8 @@ impl Stream {
 
     /// Whether the stream is finished and its linger period is over: the driver may forget it.
     pub fn is_drained(&self, now: Instant) -> bool {
-        match (self.closed, self.closed_at) {
-            (Some(Ok(())), Some(at)) => now >= at + self.cfg.linger,
+        match (self.closed, self.linger_until) {
+            (Some(Ok(())), Some(at)) => now >= at,
             (Some(_), _) => true,
             _ => false,
         }
@@ -523,6 +559,9 @@ impl Stream {
         }
         self.closed = Some(result);
         self.closed_at = Some(now);
+        // Keep acknowledging for as long as the peer may retransmit its END: its 6 RTO
+        // retries span about 13 x RTO.
+        self.linger_until = Some(now + self.cfg.linger.max(self.rtt.rto() * 13));
         self.rto_at = None;
         self.tlp_at = None;
         self.reorder_at = None;
@@ -740,6 +779,9 @@ impl Stream {
                 self.on_packet_delivered(now, &p, s, &mut latest);
             }
         }
+        if let Some(sent_at) = self.rtt_candidate.take() {
+            self.rtt.on_sample(now.saturating_duration_since(sent_at));
+        }
         if let Some(target) = self.remote_change_seq
             && !seq_lt(self.remote_acked, target)
         {
@@ -758,8 +800,8 @@ impl Stream {
             self.ca = CaState::Open;
         }
         if newly > 0 {
-            self.tlp_budget = true;
-            if self.ca == CaState::Open {
+            self.tlp_left = MAX_TLPS;
+            if self.ca != CaState::Recovery {
                 let app_limited = self.in_flight + newly < self.cc.window() / 2;
                 self.cc.on_ack(now, newly, self.rtt.srtt(), app_limited);
             }
@@ -797,7 +839,11 @@ impl Stream {
         latest: &mut Option<(Instant, u32)>,
     ) {
         if p.transmits == 1 {
-            self.rtt.on_sample(now.saturating_duration_since(p.sent_at));
+            // One RTT sample per ACK, from the newest never-retransmitted packet it covers:
+            // older ones may have waited on lost ACKs and would inflate the estimate.
+            if self.rtt_candidate.is_none_or(|t| p.sent_at > t) {
+                self.rtt_candidate = Some(p.sent_at);
+            }
         } else if now.saturating_duration_since(p.sent_at) < self.rtt.min_rtt() {
             // acked faster than possible for the retransmission: the original arrived
             self.stats.spurious += 1;
@@ -873,7 +919,7 @@ impl Stream {
     }
 
     fn arm_tlp(&mut self, now: Instant) {
-        if !self.rtt.has_sample() || !self.tlp_budget {
+        if !self.rtt.has_sample() || self.tlp_left == 0 {
             self.tlp_at = None;
             return;
         }
@@ -894,7 +940,7 @@ impl Stream {
     /// The earliest instant at which [`Stream::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if let Some(Ok(())) = self.closed {
-            return self.closed_at.map(|t| t + self.cfg.linger);
+            return self.linger_until;
         }
         if self.closed.is_some() {
             return None;
@@ -915,6 +961,9 @@ impl Stream {
     /// Runs expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_some() {
+            if self.linger_until.is_some_and(|t| now >= t) {
+                self.linger_until = None;
+            }
             return;
         }
         if self.pace_until.is_some_and(|t| now >= t) {
@@ -931,7 +980,7 @@ impl Stream {
             }
         } else if self.tlp_at.is_some_and(|t| now >= t) {
             self.tlp_at = None;
-            self.on_tlp();
+            self.on_tlp(now);
         }
         if self.zwp_at.is_some_and(|t| now >= t) {
             self.probe_needed = true;
@@ -956,6 +1005,12 @@ impl Stream {
             return;
         }
         front.rto_expiries = front.rto_expiries.saturating_add(1);
+        let repeated = front.rto_expiries >= 2;
+        let front_seq = self
+            .inflight
+            .iter()
+            .position(|p| !p.sacked)
+            .map(|i| self.remote_acked.wrapping_add(i as u32));
         // Everything not SACKed is presumed lost (RFC 6298 5.4-5.6 / Linux tcp_enter_loss).
         let base = self.remote_acked;
         for (i, p) in self.inflight.iter_mut().enumerate() {
@@ -973,22 +1028,29 @@ impl Stream {
             }
         }
         self.in_flight = 0;
+        if let Some(f) = front_seq {
+            // The oldest packet goes first; after a repeated RTO it goes out twice, so one
+            // lost copy or ACK does not cost another (doubling) timeout.
+            self.retransmit.push_front(f);
+            self.rto_dup = repeated.then_some(f);
+        }
         if self.ca != CaState::Loss {
             self.cc.on_rto();
         }
         self.ca = CaState::Loss;
         self.high_seq = self.seq.wrapping_sub(1);
         self.tlp_at = None;
-        self.tlp_budget = false;
+        self.tlp_left = 0;
         self.rack_xmit = None;
         self.rto_at = Some(now + self.rtt.rto() * 2);
     }
 
-    fn on_tlp(&mut self) {
-        if !self.tlp_budget || self.inflight.is_empty() {
+    fn on_tlp(&mut self, now: Instant) {
+        if self.tlp_left == 0 || self.inflight.is_empty() {
             return;
         }
-        self.tlp_budget = false;
+        self.tlp_left -= 1;
+        self.arm_tlp(now);
         self.stats.tlp += 1;
         // New data if any is allowed, else re-send the last packet.
         if self.has_unsent() && self.peer_rwnd > 0 {

@@ -163,6 +163,20 @@ impl Stream {
     }
 
     fn send_retransmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        if let Some(seq) = self.dup_pending.take() {
+            // Second copy of the oldest packet after a repeated RTO.
+            let idx = seq.wrapping_sub(self.remote_acked) as usize;
+            if packet::seq_diff(seq, self.remote_acked) >= 0
+                && let Some(p) = self.inflight.get(idx)
+                && !p.sacked
+            {
+                let (offset, len, end) = (p.offset, usize::from(p.len), p.end);
+                if let Some(n) = self.encode_data(out, seq, offset, len, end, 0) {
+                    self.stats.retransmits += 1;
+                    return Some(n);
+                }
+            }
+        }
         while let Some(&seq) = self.retransmit.front() {
             let idx = seq.wrapping_sub(self.remote_acked) as usize;
             let valid = self
@@ -197,6 +211,10 @@ impl Stream {
             }
             self.after_send(now, n);
             self.stats.retransmits += 1;
+            if self.rto_dup == Some(seq) {
+                self.rto_dup = None;
+                self.dup_pending = Some(seq);
+            }
             return Some(n);
         }
         None
