@@ -1,7 +1,38 @@
-//! Noise handshakes (`Noise_IK_Ed25519_ChaChaPoly_BLAKE2b` for hyperdht connections,
-//! `Noise_XX_Ed25519_ChaChaPoly_BLAKE2b` for standalone secret streams) and the
-//! `@hyperswarm/secret-stream` framing and encryption, byte-compatible with the JS packages
+//! Noise handshakes and `@hyperswarm/secret-stream`, byte-compatible with the JS packages
 //! `noise-handshake` 4.2.0, `noise-curve-ed` 2.1.0 and `@hyperswarm/secret-stream` 6.9.2.
 //!
-//! Contract (planned): the core works on byte slices with no I/O; an optional `tokio` feature
-//! adds an `AsyncRead + AsyncWrite` adapter. Nothing is implemented yet; see issue "noise".
+//! # I/O contract
+//!
+//! The core is sans-IO and clock-free: bytes in, bytes out, randomness passed in.
+//! - [`Handshake`]: `Noise_IK_Ed25519_ChaChaPoly_BLAKE2b` (hyperdht connect, prologue
+//!   `NS_PEER_HANDSHAKE`) and `Noise_XX_Ed25519_ChaChaPoly_BLAKE2b` (standalone secret stream),
+//!   as initiator or responder, with payloads. [`Handshake::write_message`] makes the next
+//!   message, [`Handshake::read_message`] consumes the peer's. The DH is the Edwards-curve
+//!   operation of `noise-curve-ed` ([`dh`]), and remote keys libsodium refuses are refused.
+//! - [`SecretStream`]: uint24-LE framing, the stream-id header, libsodium secretstream
+//!   push/pull and the unordered datagrams ([`Datagrams`]); started from a finished IK
+//!   handshake ([`SecretStream::from_handshake`], as hyperdht does) or running its own XX
+//!   ([`SecretStream::new_xx`]). Feed received bytes, poll plaintext messages, write
+//!   plaintext, drain outgoing bytes. Keepalive timing is [`KeepAlive`], driven by your `now`.
+//! - With the `tokio` feature, [`io::SecretStreamIo`] wraps any `AsyncRead + AsyncWrite` and is
+//!   itself `AsyncRead + AsyncWrite`.
+//!
+//! Remote input never panics; every failure is an error enum naming its cause.
+
+pub mod crypto;
+pub mod handshake;
+pub mod secret_stream;
+pub mod secretstream;
+
+#[cfg(feature = "tokio")]
+pub mod io;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use crypto::{DhError, KeyPair, NS_INITIATOR, NS_RESPONDER, NS_SEND, dh};
+pub use handshake::{Handshake, HandshakeError, HandshakeResult, Pattern};
+pub use secret_stream::{
+    Config, DatagramError, Datagrams, KeepAlive, MAX_FRAME_LEN, MAX_MESSAGE_LEN, Randomness,
+    SecretStream, StreamError, stream_id,
+};

@@ -1,0 +1,314 @@
+//! tokio adapter: a [`SecretStream`] over any `AsyncRead + AsyncWrite` byte stream (TCP, a UDX
+//! stream, a duplex pipe) that is itself `AsyncRead + AsyncWrite`.
+//!
+//! I/O contract: reads return decrypted plaintext (message boundaries are not visible through
+//! `AsyncRead`; use [`SecretStreamIo::recv_message`] / [`SecretStreamIo::send_message`] to keep
+//! them); each `poll_write` call becomes one frame of at most [`SecretStreamIo::MAX_WRITE_CHUNK`]
+//! bytes; `poll_shutdown` flushes and shuts the raw stream's write half (JS `end()`), and a raw
+//! EOF between frames is a clean EOF. A bad frame fails the stream with an
+//! [`std::io::ErrorKind::InvalidData`] error whose inner error is the [`StreamError`]; no byte
+//! of that frame is returned. The handshake (XX) and the header exchange run on first use, or
+//! explicitly with [`SecretStreamIo::handshake`]. With [`SecretStreamIo::set_keep_alive`], an
+//! empty message goes out after each idle interval, as JS `setKeepAlive` does.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::crypto::KeyPair;
+use crate::handshake::HandshakeResult;
+use crate::secret_stream::{Config, Randomness, SecretStream, StreamError};
+
+/// A secret stream over a tokio byte stream.
+#[derive(Debug)]
+pub struct SecretStreamIo<S> {
+    io: S,
+    core: SecretStream,
+    pending: Vec<u8>,
+    pending_off: usize,
+    read_eof: bool,
+    keep_alive: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+fn to_io(e: StreamError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// The [`StreamError`] inside an I/O error returned by this adapter, if any.
+pub fn stream_error(e: &io::Error) -> Option<&StreamError> {
+    e.get_ref().and_then(|e| e.downcast_ref::<StreamError>())
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
+    /// Largest frame one `poll_write` produces.
+    pub const MAX_WRITE_CHUNK: usize = 64 * 1024;
+    /// Outgoing bytes buffered before `poll_write` waits for the raw stream.
+    const HIGH_WATER: usize = 256 * 1024;
+    const READ_CHUNK: usize = 64 * 1024;
+
+    /// Wraps a core in any state.
+    pub fn new(io: S, core: SecretStream) -> Self {
+        Self {
+            io,
+            core,
+            pending: Vec::new(),
+            pending_off: 0,
+            read_eof: false,
+            keep_alive: None,
+        }
+    }
+
+    /// A standalone secret stream with its own XX handshake (what `new NoiseSecretStream(
+    /// isInitiator, rawStream, { keyPair })` does), randomness from the OS.
+    pub fn new_xx(io: S, is_initiator: bool, keypair: KeyPair) -> Self {
+        let rand = Randomness::generate(&mut rand_core::OsRng);
+        Self::new(
+            io,
+            SecretStream::new_xx(is_initiator, keypair, rand, Config::default()),
+        )
+    }
+
+    /// A secret stream from a finished handshake (what hyperdht does), randomness from the OS.
+    pub fn from_handshake(io: S, result: &HandshakeResult) -> Self {
+        let rand = Randomness::generate(&mut rand_core::OsRng);
+        Self::new(
+            io,
+            SecretStream::from_handshake(result, rand, Config::default()),
+        )
+    }
+
+    /// The sans-IO core (keys, remote public key, datagrams).
+    pub fn core(&mut self) -> &mut SecretStream {
+        &mut self.core
+    }
+
+    /// The raw stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Sends an empty message after every `interval` without writes (JS `setKeepAlive(ms)`;
+    /// hyperdht uses 5000 ms). Received empty messages are then dropped, as JS does.
+    pub fn set_keep_alive(&mut self, interval: Option<Duration>) {
+        self.keep_alive = interval.map(|d| (d, Box::pin(tokio::time::sleep(d))));
+        if interval.is_some() {
+            self.core.set_filter_zero_byte_messages(true);
+        }
+    }
+
+    /// Runs the handshake until our keys exist and our header is on the wire.
+    pub async fn handshake(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_connected(cx)).await?;
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Sends one message and flushes it.
+    pub async fn send_message(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.handshake().await?;
+        self.core.write(msg).map_err(to_io)?;
+        self.refresh_keep_alive();
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Receives the next whole message; `Ok(None)` at a clean end of stream. Plaintext left
+    /// over from a partial `AsyncRead` comes out first as one message.
+    pub async fn recv_message(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.pending_off < self.pending.len() {
+            let v = self.pending.split_off(self.pending_off);
+            self.pending.clear();
+            self.pending_off = 0;
+            return Ok(Some(v));
+        }
+        poll_fn(|cx| {
+            if let Some(m) = ready!(self.poll_next_message(cx))? {
+                return Poll::Ready(Ok(Some(m.to_vec())));
+            }
+            Poll::Ready(Ok(None))
+        })
+        .await
+    }
+
+    fn refresh_keep_alive(&mut self) {
+        if let Some((d, sleep)) = self.keep_alive.as_mut() {
+            sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+        }
+    }
+
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) {
+        let Some((d, sleep)) = self.keep_alive.as_mut() else {
+            return;
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            let next = tokio::time::Instant::now() + *d;
+            sleep.as_mut().reset(next);
+            // re-register the timer's waker
+            let _ = sleep.as_mut().poll(cx);
+            if self.core.is_connected() {
+                let _ = self.core.send_keep_alive();
+                let _ = self.poll_flush_out(cx);
+            }
+        }
+    }
+
+    /// Writes queued outgoing bytes to the raw stream.
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.core.outgoing().is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.core.outgoing()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.core.consume_outgoing(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more raw bytes into the core. Ready(Ok(())) means progress (bytes or EOF).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.read_eof {
+            return Poll::Ready(Ok(()));
+        }
+        let dst = self.core.input_buffer(Self::READ_CHUNK);
+        let mut rb = ReadBuf::new(dst);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            self.read_eof = true;
+            self.core.feed_eof();
+        } else {
+            self.core.input_filled(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The next message from the core, reading (and flushing handshake replies) as needed.
+    /// `Ready(Ok(None))` at a clean end.
+    fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<&[u8]>>> {
+        loop {
+            self.poll_keep_alive(cx);
+            let got = match self.core.poll_message() {
+                Err(e) => return Poll::Ready(Err(to_io(e))),
+                Ok(m) => m.is_some(),
+            };
+            // handshake replies and our header must go out while we wait for input
+            if let Poll::Ready(Err(e)) = self.poll_flush_out(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if got {
+                break;
+            }
+            if self.core.is_finished() {
+                return Poll::Ready(Ok(None));
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+        // Re-borrow the message poll_message just returned (a borrow cannot leave the loop).
+        Poll::Ready(Ok(Some(self.core.last_message())))
+    }
+
+    /// Drives the handshake until our keys exist.
+    fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if let Some(e) = self.core.error() {
+                return Poll::Ready(Err(to_io(e.clone())));
+            }
+            if self.core.is_connected() {
+                return Poll::Ready(Ok(()));
+            }
+            loop {
+                match self.core.poll_message() {
+                    Err(e) => return Poll::Ready(Err(to_io(e))),
+                    Ok(Some(m)) => self.pending.extend_from_slice(m),
+                    Ok(None) => break,
+                }
+            }
+            if let Poll::Ready(Err(e)) = self.poll_flush_out(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if self.core.is_connected() {
+                continue;
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SecretStreamIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.pending_off < this.pending.len() {
+                let src = this.pending.get(this.pending_off..).unwrap_or(&[]);
+                let n = src.len().min(buf.remaining());
+                buf.put_slice(src.get(..n).unwrap_or(&[]));
+                this.pending_off += n;
+                if this.pending_off == this.pending.len() {
+                    this.pending.clear();
+                    this.pending_off = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let remaining = buf.remaining();
+            match ready!(this.poll_next_message(cx))? {
+                None => return Poll::Ready(Ok(())),
+                Some([]) => continue,
+                Some(m) => {
+                    let n = m.len().min(remaining);
+                    buf.put_slice(m.get(..n).unwrap_or(&[]));
+                    if n < m.len() {
+                        let rest = m.get(n..).unwrap_or(&[]).to_vec();
+                        this.pending = rest;
+                        this.pending_off = 0;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecretStreamIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_connected(cx))?;
+        this.poll_keep_alive(cx);
+        if this.core.outgoing().len() >= Self::HIGH_WATER {
+            ready!(this.poll_flush_out(cx))?;
+        }
+        let n = data.len().min(Self::MAX_WRITE_CHUNK);
+        this.core
+            .write(data.get(..n).unwrap_or(&[]))
+            .map_err(to_io)?;
+        this.refresh_keep_alive();
+        // start writing now; completion is not required for this call
+        if let Poll::Ready(Err(e)) = this.poll_flush_out(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_out(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_connected(cx))?;
+        ready!(this.poll_flush_out(cx))?;
+        this.keep_alive = None;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
