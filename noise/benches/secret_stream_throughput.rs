@@ -1,0 +1,2 @@
+//! Placeholder so the workspace manifest parses while the bench is written; replace freely.
+fn main() {}
