@@ -1,1 +1,414 @@
-//! placeholder
+//! tokio driver for the sans-IO [`Node`] (feature `tokio`).
+//!
+//! I/O contract: [`Dht::bind`] binds one UDP socket, spawns one task that owns the socket and
+//! the node, and returns a cloneable handle. The task feeds received datagrams and timers to
+//! the node with tokio's clock, sends what the node emits, and serves the handle's commands
+//! through a bounded channel ([`COMMAND_QUEUE`]). Dropping every handle (or calling
+//! [`Dht::shutdown`]) stops the task. The node's randomness is seeded once from the OS RNG.
+//!
+//! The socket is behind the small [`DatagramSocket`] trait. Today it is a plain
+//! `tokio::net::UdpSocket`; when the `udx` crate's demultiplexing socket lands, implementing
+//! the trait for it is the one change needed to share the port with UDX streams.
+
+#![allow(clippy::disallowed_methods)] // the driver is where the clock and the OS RNG live
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use rand_core::{OsRng, RngCore};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::rpc::{
+    Config, Event, IncomingRequest, Node, NodeId, QueryError, QueryId, QueryOpts, QueryOutcome,
+    Reply, RequestError, RequestId,
+};
+
+/// Commands the handle may queue before `send` waits (bounded channel).
+pub const COMMAND_QUEUE: usize = 1024;
+/// User requests waiting for the application (bounded; beyond it they get no answer).
+pub const REQUEST_QUEUE: usize = 1024;
+/// Largest datagram read.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// A UDP socket the driver can own. Implemented for `tokio::net::UdpSocket`.
+pub trait DatagramSocket: Send + Sync + 'static {
+    /// The bound local address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// Receives one datagram.
+    fn recv_from<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a;
+    /// Sends one datagram.
+    fn send_to<'a>(
+        &'a self,
+        buf: &'a [u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+}
+
+impl DatagramSocket for tokio::net::UdpSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::UdpSocket::local_addr(self)
+    }
+    fn recv_from<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a {
+        tokio::net::UdpSocket::recv_from(self, buf)
+    }
+    fn send_to<'a>(
+        &'a self,
+        buf: &'a [u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        tokio::net::UdpSocket::send_to(self, buf, to)
+    }
+}
+
+/// Errors of the handle's commands.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DhtError {
+    /// The driver task is gone.
+    #[error("the DHT node is shut down")]
+    Shutdown,
+    /// The request failed.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The query failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Binding failed.
+    #[error("bind failed: {0}")]
+    Bind(#[from] io::Error),
+    /// Only IPv4 is supported by dht-rpc.
+    #[error("not an IPv4 address: {0}")]
+    NotIpv4(SocketAddr),
+}
+
+/// A snapshot of the node's state, published after every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The bound address.
+    pub local_addr: SocketAddrV4,
+    /// The node id once persistent.
+    pub id: Option<NodeId>,
+    /// Bootstrap finished.
+    pub bootstrapped: bool,
+    /// Firewalled.
+    pub firewalled: bool,
+    /// Routing-table size.
+    pub table_len: usize,
+}
+
+enum Command {
+    Query(QueryOpts, oneshot::Sender<Result<QueryOutcome, QueryError>>),
+    Request {
+        to: SocketAddrV4,
+        internal: bool,
+        command: u64,
+        target: Option<NodeId>,
+        value: Option<Vec<u8>>,
+        token: Option<[u8; 32]>,
+        done: oneshot::Sender<Result<Reply, RequestError>>,
+    },
+    Reply {
+        req: Box<IncomingRequest>,
+        error: u64,
+        value: Option<Vec<u8>>,
+        token: bool,
+        closer_nodes: bool,
+    },
+    Register(u64),
+    ToArray(oneshot::Sender<Vec<SocketAddrV4>>),
+    Shutdown,
+}
+
+/// Handle to a running node.
+#[derive(Debug, Clone)]
+pub struct Dht {
+    tx: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+    requests: Arc<tokio::sync::Mutex<mpsc::Receiver<IncomingRequest>>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+fn v4(a: SocketAddr) -> Result<SocketAddrV4, DhtError> {
+    match a {
+        SocketAddr::V4(a) => Ok(a),
+        other => Err(DhtError::NotIpv4(other)),
+    }
+}
+
+fn seed() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    OsRng.fill_bytes(&mut s);
+    s
+}
+
+impl Dht {
+    /// Binds `addr` (port 0 = any) and starts a node with `config`.
+    pub async fn bind(addr: SocketAddrV4, config: Config) -> Result<Self, DhtError> {
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        let local = v4(DatagramSocket::local_addr(&socket)?)?;
+        let now = tokio::time::Instant::now().into_std();
+        let node = Node::new(config, local.port(), now, seed());
+        Ok(Self::spawn(socket, local, node))
+    }
+
+    /// Binds `bind` and starts a bootstrap node reachable at `public`
+    /// (`DHT.bootstrapper(port, host)`).
+    pub async fn bootstrapper(
+        bind: SocketAddrV4,
+        public: SocketAddrV4,
+        config: Config,
+    ) -> Result<Self, DhtError> {
+        let socket = tokio::net::UdpSocket::bind(bind).await?;
+        let local = v4(DatagramSocket::local_addr(&socket)?)?;
+        let public = SocketAddrV4::new(*public.ip(), local.port());
+        let now = tokio::time::Instant::now().into_std();
+        let node = Node::bootstrapper(config, public, now, seed());
+        Ok(Self::spawn(socket, local, node))
+    }
+
+    /// Drives `node` over `socket` in a new task.
+    pub fn spawn<S: DatagramSocket>(socket: S, local: SocketAddrV4, node: Node) -> Self {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
+        let status = Status {
+            local_addr: local,
+            id: node.id(),
+            bootstrapped: node.is_bootstrapped(),
+            firewalled: node.is_firewalled(),
+            table_len: node.table().len(),
+        };
+        let (status_tx, status_rx) = watch::channel(status);
+        tokio::spawn(drive(socket, node, rx, status_tx, req_tx));
+        Self {
+            tx,
+            status: status_rx,
+            requests: Arc::new(tokio::sync::Mutex::new(req_rx)),
+        }
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status updates.
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.status.borrow().local_addr
+    }
+
+    /// Waits until the bootstrap finished.
+    pub async fn ready(&self) -> Result<Status, DhtError> {
+        let mut w = self.status.clone();
+        let s = w
+            .wait_for(|s| s.bootstrapped)
+            .await
+            .map_err(|_| DhtError::Shutdown)?;
+        Ok(s.clone())
+    }
+
+    async fn send(&self, c: Command) -> Result<(), DhtError> {
+        self.tx.send(c).await.map_err(|_| DhtError::Shutdown)
+    }
+
+    /// Runs a query.
+    pub async fn query(&self, opts: QueryOpts) -> Result<QueryOutcome, DhtError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Query(opts, tx)).await?;
+        Ok(rx.await.map_err(|_| DhtError::Shutdown)??)
+    }
+
+    /// FIND_NODE for `target`.
+    pub async fn find_node(&self, target: NodeId) -> Result<QueryOutcome, DhtError> {
+        self.query(QueryOpts::new(target)).await
+    }
+
+    /// Sends one request.
+    pub async fn request(
+        &self,
+        to: SocketAddrV4,
+        internal: bool,
+        command: u64,
+        target: Option<NodeId>,
+        value: Option<Vec<u8>>,
+        token: Option<[u8; 32]>,
+    ) -> Result<Reply, DhtError> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::Request {
+            to,
+            internal,
+            command,
+            target,
+            value,
+            token,
+            done,
+        })
+        .await?;
+        Ok(rx.await.map_err(|_| DhtError::Shutdown)??)
+    }
+
+    /// PING.
+    pub async fn ping(&self, to: SocketAddrV4) -> Result<Reply, DhtError> {
+        self.request(to, true, 0, None, None, None).await
+    }
+
+    /// Table members, most recently seen first.
+    pub async fn to_array(&self) -> Result<Vec<SocketAddrV4>, DhtError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::ToArray(tx)).await?;
+        rx.await.map_err(|_| DhtError::Shutdown)
+    }
+
+    /// Declares that this application handles user command `command`; its requests then come
+    /// from [`Dht::next_request`].
+    pub async fn register_command(&self, command: u64) -> Result<(), DhtError> {
+        self.send(Command::Register(command)).await
+    }
+
+    /// The next request for a registered command.
+    pub async fn next_request(&self) -> Option<IncomingRequest> {
+        self.requests.lock().await.recv().await
+    }
+
+    /// Answers a user request (`error` 0 = success).
+    pub async fn reply(
+        &self,
+        req: IncomingRequest,
+        error: u64,
+        value: Option<Vec<u8>>,
+        token: bool,
+        closer_nodes: bool,
+    ) -> Result<(), DhtError> {
+        self.send(Command::Reply {
+            req: Box::new(req),
+            error,
+            value,
+            token,
+            closer_nodes,
+        })
+        .await
+    }
+
+    /// Stops the node.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+async fn drive<S: DatagramSocket>(
+    socket: S,
+    mut node: Node,
+    mut rx: mpsc::Receiver<Command>,
+    status: watch::Sender<Status>,
+    requests: mpsc::Sender<IncomingRequest>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut queries: HashMap<QueryId, oneshot::Sender<Result<QueryOutcome, QueryError>>> =
+        HashMap::new();
+    let mut reqs: HashMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>> = HashMap::new();
+    let local = status.borrow().local_addr;
+    loop {
+        while let Some(t) = node.poll_transmit() {
+            if let Err(e) = socket.send_to(&t.payload, SocketAddr::V4(t.to)).await {
+                tracing::debug!("send to {} failed: {e}", t.to);
+            }
+        }
+        while let Some(e) = node.poll_event() {
+            match e {
+                Event::QueryDone { query, result } => {
+                    if let Some(tx) = queries.remove(&query) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Event::Response { request, result } => {
+                    if let Some(tx) = reqs.remove(&request) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Event::Request(r) => {
+                    let _ = requests.try_send(r);
+                }
+                other => tracing::debug!("{other:?}"),
+            }
+        }
+        let s = Status {
+            local_addr: local,
+            id: node.id(),
+            bootstrapped: node.is_bootstrapped(),
+            firewalled: node.is_firewalled(),
+            table_len: node.table().len(),
+        };
+        status.send_if_modified(|old| {
+            if *old != s {
+                *old = s;
+                true
+            } else {
+                false
+            }
+        });
+        let deadline = node
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let now = tokio::time::Instant::now().into_std();
+                match r {
+                    Ok((n, SocketAddr::V4(from))) => {
+                        if let Some(d) = buf.get(..n) {
+                            node.handle_datagram(now, from, d);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("recv failed: {e}"),
+                }
+            }
+            c = rx.recv() => {
+                let now = tokio::time::Instant::now().into_std();
+                match c {
+                    None | Some(Command::Shutdown) => break,
+                    Some(Command::Query(opts, tx)) => {
+                        let q = node.query(now, opts);
+                        queries.insert(q, tx);
+                    }
+                    Some(Command::Request { to, internal, command, target, value, token, done }) => {
+                        let r = node.request(now, to, internal, command, target, value, token, None);
+                        reqs.insert(r, done);
+                    }
+                    Some(Command::Reply { req, error, value, token, closer_nodes }) => {
+                        if error == 0 {
+                            node.reply(&req, value, token, closer_nodes);
+                        } else {
+                            node.reply_error(&req, error, token, closer_nodes);
+                        }
+                    }
+                    Some(Command::Register(c)) => node.register_command(c),
+                    Some(Command::ToArray(tx)) => {
+                        let _ = tx.send(node.to_array());
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                node.handle_timeout(tokio::time::Instant::now().into_std());
+            }
+        }
+    }
+}
