@@ -10,6 +10,9 @@
 
 pub mod proto;
 
+#[cfg(feature = "tokio")]
+pub mod socket;
+
 #[doc(hidden)]
 pub mod fuzzing;
 

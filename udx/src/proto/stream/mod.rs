@@ -172,6 +172,7 @@ pub struct Stream {
     cfg: Config,
     local_id: u32,
     remote_id: Option<u32>,
+    pending_remote: Option<u32>,
     // ---- send side
     seq: u32,
     remote_acked: u32,
@@ -198,6 +199,7 @@ pub struct Stream {
     tlp_left: u8,
     rtt_candidate: Option<Instant>,
     dup_pending: Option<u32>,
+    dup_at: Option<Instant>,
     rto_dup: Option<u32>,
     reorder_at: Option<Instant>,
     zwp_at: Option<Instant>,
@@ -247,6 +249,7 @@ impl Stream {
         Stream {
             local_id,
             remote_id: None,
+            pending_remote: None,
             seq: 0,
             remote_acked: 0,
             send_buf: VecDeque::new(),
@@ -272,6 +275,7 @@ impl Stream {
             tlp_left: 0,
             rtt_candidate: None,
             dup_pending: None,
+            dup_at: None,
             rto_dup: None,
             reorder_at: None,
             zwp_at: None,
@@ -322,6 +326,23 @@ impl Stream {
     /// Connects to the peer's id. Anything received before is acknowledged now.
     pub fn connect(&mut self, remote_id: u32) {
         self.remote_id = Some(remote_id);
+    }
+
+    /// Remembers the peer's id for [`Stream::accept_pending_remote`]: the driver connects the
+    /// stream when the first packet passes its firewall.
+    pub fn set_pending_remote(&mut self, remote_id: u32) {
+        self.pending_remote = Some(remote_id);
+    }
+
+    /// Connects to the id given to [`Stream::set_pending_remote`]; false if there is none.
+    pub fn accept_pending_remote(&mut self) -> bool {
+        match self.pending_remote.take() {
+            Some(id) => {
+                self.connect(id);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Starts `initial_seq`/`initial_ack` other than 0 (libudx `setSeq`/`setAck`); only before
@@ -517,6 +538,29 @@ impl Stream {
             self.ack_needed = true;
         }
         Ok(n)
+    }
+
+    /// Whether our END was acknowledged (everything we wrote arrived).
+    pub fn is_end_acked(&self) -> bool {
+        self.end_acked
+    }
+
+    /// Whether `end()` was called.
+    pub fn is_ending(&self) -> bool {
+        self.end_requested
+    }
+
+    /// Whether a datagram is waiting to go out right now (an ACK, a message, DESTROY, ...);
+    /// drivers use it to skip idle streams.
+    pub fn wants_transmit(&self) -> bool {
+        self.remote_id.is_some()
+            && (self.ack_needed
+                || self.destroy_pending
+                || !self.messages.is_empty()
+                || !self.retransmit.is_empty()
+                || self.probe_needed
+                || self.dup_pending.is_some()
+                || (self.closed.is_none() && self.has_unsent()))
     }
 
     /// Bytes ready to read.
@@ -952,6 +996,7 @@ impl Stream {
             self.zwp_at,
             self.keepalive_at,
             self.pace_until,
+            self.dup_at,
         ]
         .into_iter()
         .flatten()

@@ -1,6 +1,6 @@
 //! The sending half of [`Stream`]: which datagram goes out next.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Sent, Stream};
 use crate::proto::packet::{
@@ -163,7 +163,10 @@ impl Stream {
     }
 
     fn send_retransmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
-        if let Some(seq) = self.dup_pending.take() {
+        if self.dup_at.is_some_and(|t| now >= t)
+            && let Some(seq) = self.dup_pending.take()
+        {
+            self.dup_at = None;
             // Second copy of the oldest packet after a repeated RTO.
             let idx = seq.wrapping_sub(self.remote_acked) as usize;
             if packet::seq_diff(seq, self.remote_acked) >= 0
@@ -212,8 +215,11 @@ impl Stream {
             self.after_send(now, n);
             self.stats.retransmits += 1;
             if self.rto_dup == Some(seq) {
+                // The second copy leaves half an RTT (at least 15 ms) later, so one short
+                // burst of loss does not take both.
                 self.rto_dup = None;
                 self.dup_pending = Some(seq);
+                self.dup_at = Some(now + (self.rtt.srtt() / 2).max(Duration::from_millis(15)));
             }
             return Some(n);
         }
