@@ -32,6 +32,9 @@ pub struct SecretStreamIo<S> {
     pending_off: usize,
     read_eof: bool,
     keep_alive: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    // The read path flushes only handshake frames and keepalives: a raw stream keeps one write
+    // waker, so a reader flushing data frames would steal the wake-up of a writer task.
+    read_path_flush: bool,
 }
 
 fn to_io(e: StreamError) -> io::Error {
@@ -59,6 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
             pending_off: 0,
             read_eof: false,
             keep_alive: None,
+            read_path_flush: false,
         }
     }
 
@@ -149,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
             let _ = sleep.as_mut().poll(cx);
             if self.core.is_connected() {
                 let _ = self.core.send_keep_alive();
-                let _ = self.poll_flush_out(cx);
+                self.read_path_flush = true;
             }
         }
     }
@@ -193,9 +197,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
                 Err(e) => return Poll::Ready(Err(to_io(e))),
                 Ok(m) => m.is_some(),
             };
-            // handshake replies and our header must go out while we wait for input
-            if let Poll::Ready(Err(e)) = self.poll_flush_out(cx) {
-                return Poll::Ready(Err(e));
+            // handshake replies, our header and keepalives must go out while we wait for input
+            if self.read_path_flush || !self.core.is_established() {
+                match self.poll_flush_out(cx) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => self.read_path_flush = false,
+                    Poll::Pending => {}
+                }
             }
             if got {
                 break;
