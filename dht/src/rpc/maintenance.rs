@@ -177,6 +177,11 @@ impl Node {
         self.stable_ticks = MORE_STABLE_TICKS;
         self.refresh_ticks = 1;
         self.last_host = None;
+        let before = self.health.state();
+        self.health.reset();
+        if before != self.health.state() {
+            self.emit(Event::NetworkUpdate(self.health.state()));
+        }
         if self.adaptive && !self.ephemeral {
             self.ephemeral = true;
             self.emit(Event::Ephemeral);
@@ -209,6 +214,13 @@ impl Node {
             self.refresh(now);
         }
         self.down_hints_sent = 0;
+        let before = self.health.state();
+        let after = self
+            .health
+            .update(self.stats.responses, self.stats.timeouts);
+        if before != after {
+            self.emit(Event::NetworkUpdate(after));
+        }
     }
 
     /// `_pingSome`: check the oldest few members.

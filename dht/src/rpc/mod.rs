@@ -14,6 +14,7 @@
 pub mod config;
 pub mod congestion;
 pub mod fuzzing;
+pub mod health;
 mod io;
 pub mod maintenance;
 pub mod nat_sampler;

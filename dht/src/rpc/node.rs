@@ -171,6 +171,8 @@ pub enum Event {
         /// Port, 0 when unknown.
         port: u16,
     },
+    /// The network health changed (JS `network-update` with `online` / `degraded`).
+    NetworkUpdate(super::health::NetworkState),
     /// A request for a registered user command.
     Request(IncomingRequest),
     /// A caller's request finished.
@@ -246,6 +248,7 @@ pub struct Node {
     pub(crate) down_hints_sent: u32,
     pub(crate) non_persistent_samples: Vec<SocketAddrV4>,
     pub(crate) queries: HashMap<QueryId, Query>,
+    pub(crate) health: super::health::Health,
     pub(crate) next_query_id: u64,
     next_request: u64,
     registered: BTreeSet<u64>,
@@ -317,6 +320,7 @@ impl Node {
             down_hints_sent: 0,
             non_persistent_samples: Vec::new(),
             queries: HashMap::new(),
+            health: super::health::Health::default(),
             next_query_id: 0,
             next_request: 0,
             registered: BTreeSet::new(),
