@@ -1,0 +1,92 @@
+//! The tokio driver over real UDP on 127.0.0.1: a bootstrap node and three persistent nodes,
+//! FIND_NODE, PING, and the user-command hook answered by the application.
+#![cfg(feature = "tokio")]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use dht::crypto::node_id;
+use dht::rpc::Config;
+use dht::rpc::wire::errors::UNKNOWN_COMMAND;
+use dht::runtime::Dht;
+
+fn local() -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)
+}
+
+#[tokio::test]
+async fn nodes_over_udp_find_each_other_and_serve_user_commands() {
+    let boot = Dht::bootstrapper(local(), local(), Config::default())
+        .await
+        .unwrap();
+    boot.ready().await.unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let c = Config {
+            bootstrap: vec![boot.local_addr()],
+            ephemeral: Some(false),
+            ..Config::default()
+        };
+        let d = Dht::bind(local(), c).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), d.ready())
+            .await
+            .unwrap()
+            .unwrap();
+        nodes.push(d);
+    }
+    for d in &nodes {
+        assert_eq!(d.status().id, Some(node_id(&d.local_addr())));
+    }
+    let target = node_id(&nodes[2].local_addr());
+    let out = nodes[0].find_node(target).await.unwrap();
+    assert_eq!(
+        out.closest_replies.first().map(|r| r.from),
+        Some(nodes[2].local_addr())
+    );
+
+    let pong = nodes[1].ping(boot.local_addr()).await.unwrap();
+    assert_eq!(pong.from_id, Some(node_id(&boot.local_addr())));
+    assert_eq!(pong.to, nodes[1].local_addr());
+
+    // user command 42: unknown until registered, then answered by the application
+    let r = nodes[0]
+        .request(
+            nodes[1].local_addr(),
+            false,
+            42,
+            Some([7; 32]),
+            Some(b"q".to_vec()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error, UNKNOWN_COMMAND);
+    assert!(!r.closer_nodes.is_empty());
+    nodes[1].register_command(42).await.unwrap();
+    let server = nodes[1].clone();
+    let handler = tokio::spawn(async move {
+        let req = server.next_request().await.unwrap();
+        assert_eq!(req.value.as_deref(), Some(&b"q"[..]));
+        server
+            .reply(req, 0, Some(b"a".to_vec()), true, false)
+            .await
+            .unwrap();
+    });
+    let r = nodes[0]
+        .request(
+            nodes[1].local_addr(),
+            false,
+            42,
+            Some([7; 32]),
+            Some(b"q".to_vec()),
+            None,
+        )
+        .await
+        .unwrap();
+    handler.await.unwrap();
+    assert_eq!((r.error, r.value.as_deref()), (0, Some(&b"a"[..])));
+    assert!(r.token.is_some());
+    for d in nodes.iter().chain([&boot]) {
+        d.shutdown().await;
+    }
+}
