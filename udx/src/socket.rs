@@ -39,8 +39,11 @@ use crate::proto::{Config, Event, Stream, StreamError, WriteError};
 pub const MAX_STREAMS: usize = 65_536;
 /// Most unread incoming MESSAGE datagrams kept per stream.
 pub const MAX_STREAM_MESSAGES: usize = 256;
-const RECV_BATCH: usize = 256;
-const FLUSH_EVERY: usize = 16;
+const RECV_BATCH: usize = 512;
+const FLUSH_EVERY: usize = 32;
+/// Most segments packed into one GSO send (64 KiB / 1,472-byte datagrams).
+const MAX_GSO_SEGMENTS: usize = 40;
+const GSO_BUFFER: usize = 65_000;
 /// Socket buffer sizes requested (the kernel may clamp them; libudx asks for 1 MiB receive).
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
@@ -118,6 +121,7 @@ struct State {
 
 struct Inner {
     udp: UdpSocket,
+    qstate: quinn_udp::UdpSocketState,
     state: Mutex<State>,
     handler: Mutex<Option<MessageHandler>>,
     notify: Notify,
@@ -183,10 +187,13 @@ impl Socket {
     /// # Ok(()) }
     /// ```
     pub fn bind(addr: SocketAddr) -> Result<Socket, SocketError> {
-        let udp = UdpSocket::from_std(udp_socket(addr)?)?;
+        let std_sock = udp_socket(addr)?;
+        let qstate = quinn_udp::UdpSocketState::new((&std_sock).into())?;
+        let udp = UdpSocket::from_std(std_sock)?;
         let local = udp.local_addr()?;
         let inner = Arc::new(Inner {
             udp,
+            qstate,
             state: Mutex::new(State {
                 handles: 1,
                 ..State::default()
@@ -621,19 +628,35 @@ impl AsyncWrite for UdxStream {
 
 // ---------------------------------------------------------------------------- driver
 
+/// A datagram batch that could not be sent because the kernel buffer was full.
+struct Blocked {
+    data: Vec<u8>,
+    to: SocketAddr,
+    segment: usize,
+}
+
 async fn drive(weak: Weak<Inner>, strong: Arc<Inner>) {
     // The task holds only a weak reference while idle, so dropping every handle ends it.
     drop(strong);
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut out = vec![0u8; MAX_DATAGRAM];
+    let gro = {
+        let Some(inner) = weak.upgrade() else { return };
+        inner.qstate.gro_segments().max(1)
+    };
+    let buf_len = (gro * 1500).clamp(MAX_DATAGRAM, 65_536);
+    let mut bufs: Vec<Vec<u8>> = (0..quinn_udp::BATCH_SIZE)
+        .map(|_| vec![0u8; buf_len])
+        .collect();
+    let mut meta = vec![quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE];
+    let mut out = vec![0u8; GSO_BUFFER];
+    let mut relay_buf = vec![0u8; MAX_DATAGRAM];
     let mut foreign: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
-    let mut blocked: Option<(Vec<u8>, SocketAddr)> = None;
+    let mut blocked: Option<Blocked> = None;
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        if let Some((d, addr)) = blocked.take() {
+        if let Some(b) = blocked.take() {
             // Kernel send buffer was full: wait for room, then carry on.
             loop {
-                match inner.udp.try_send_to(&d, addr) {
+                match send_batch(&inner, &b.data, b.to, b.segment) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         if inner.udp.writable().await.is_err() {
                             break;
@@ -642,7 +665,6 @@ async fn drive(weak: Weak<Inner>, strong: Arc<Inner>) {
                     _ => break,
                 }
             }
-            inner.notify.notify_one();
         }
         let deadline = {
             let st = inner.lock();
@@ -672,23 +694,47 @@ async fn drive(weak: Weak<Inner>, strong: Arc<Inner>) {
             _ = inner.notify.notified() => {}
             _ = sleep => {}
         }
-        // receive
+        // receive (recvmmsg + GRO through quinn-udp)
         let mut received = 0;
         let mut st = inner.lock();
-        loop {
-            match inner.udp.try_recv_from(&mut buf) {
-                Ok((n, from)) => {
+        'recv: loop {
+            let res = {
+                let mut slices: Vec<io::IoSliceMut<'_>> =
+                    bufs.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+                inner.udp.try_io(tokio::io::Interest::READABLE, || {
+                    inner
+                        .qstate
+                        .recv((&inner.udp).into(), &mut slices, &mut meta)
+                })
+            };
+            match res {
+                Ok(n) => {
                     let now = Instant::now();
-                    let data = buf.get(..n).unwrap_or(&[]);
-                    route(&inner, &mut st, now, data, from, &mut foreign, &mut out);
-                    received += 1;
-                    if received % FLUSH_EVERY == 0 && flush(&inner, &mut st, &mut out, &mut blocked)
-                    {
-                        break;
+                    for (m, b) in meta.iter().zip(bufs.iter()).take(n) {
+                        let data = b.get(..m.len).unwrap_or(&[]);
+                        let stride = m.stride.max(1);
+                        for seg in data.chunks(stride) {
+                            route(
+                                &inner,
+                                &mut st,
+                                now,
+                                seg,
+                                m.addr,
+                                &mut foreign,
+                                &mut relay_buf,
+                            );
+                            received += 1;
+                            if received % FLUSH_EVERY == 0 {
+                                flush(&inner, &mut st, &mut out, &mut blocked);
+                            }
+                        }
+                    }
+                    if blocked.is_some() {
+                        break 'recv;
                     }
                     if received >= RECV_BATCH {
                         inner.notify.notify_one(); // come back for more after flushing
-                        break;
+                        break 'recv;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -727,6 +773,19 @@ async fn drive(weak: Weak<Inner>, strong: Arc<Inner>) {
             }
         }
     }
+}
+
+fn send_batch(inner: &Inner, data: &[u8], to: SocketAddr, segment: usize) -> io::Result<()> {
+    let t = quinn_udp::Transmit {
+        destination: to,
+        ecn: None,
+        contents: data,
+        segment_size: (data.len() > segment).then_some(segment),
+        src_ip: None,
+    };
+    inner.udp.try_io(tokio::io::Interest::WRITABLE, || {
+        inner.qstate.try_send((&inner.udp).into(), &t)
+    })
 }
 
 fn route(
@@ -807,34 +866,76 @@ fn push_foreign(
     }
 }
 
-/// Sends what the streams have; on a full kernel buffer the datagram is copied into `blocked`
-/// and `true` is returned: the driver waits until the socket is writable and sends it.
-fn flush(
-    inner: &Inner,
-    st: &mut State,
-    out: &mut [u8],
-    blocked: &mut Option<(Vec<u8>, SocketAddr)>,
-) -> bool {
+/// Sends what the streams have, packing consecutive equal-size datagrams to one peer into one
+/// GSO send. On a full kernel buffer the batch is kept in `blocked` and `true` is returned: the
+/// driver waits until the socket is writable and sends it.
+fn flush(inner: &Inner, st: &mut State, out: &mut [u8], blocked: &mut Option<Blocked>) -> bool {
     if blocked.is_some() {
         return true;
     }
     let now = Instant::now();
+    let max_seg = inner.qstate.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
     for e in st.streams.values_mut() {
         let Some(addr) = e.remote else { continue };
         if !e.proto.wants_transmit() && e.proto.poll_timeout().is_none_or(|t| t > now) {
             continue;
         }
-        while let Some(n) = e.proto.poll_transmit(now, out) {
-            let Some(d) = out.get(..n) else { break };
-            match inner.udp.try_send_to(d, addr) {
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    *blocked = Some((d.to_vec(), addr));
+        let (mut len, mut seg, mut count) = (0usize, 0usize, 0usize);
+        loop {
+            if count > 0 && (count >= max_seg || len + MAX_DATAGRAM > out.len()) {
+                if let Some(b) = try_batch(inner, out.get(..len).unwrap_or(&[]), addr, seg) {
+                    *blocked = Some(b);
                     return true;
                 }
-                Err(_) => {}
+                (len, count) = (0, 0);
             }
+            let Some(slot) = out.get_mut(len..len + MAX_DATAGRAM) else {
+                break;
+            };
+            let Some(n) = e.proto.poll_transmit(now, slot) else {
+                break;
+            };
+            if count == 0 {
+                (seg, len, count) = (n, n, 1);
+            } else if n == seg {
+                len += n;
+                count += 1;
+            } else if n < seg {
+                // a shorter datagram may end a GSO batch
+                len += n;
+                if let Some(b) = try_batch(inner, out.get(..len).unwrap_or(&[]), addr, seg) {
+                    *blocked = Some(b);
+                    return true;
+                }
+                (len, count) = (0, 0);
+            } else {
+                if let Some(b) = try_batch(inner, out.get(..len).unwrap_or(&[]), addr, seg) {
+                    // The new, larger datagram cannot join the blocked batch; it counts as
+                    // lost and loss recovery resends it.
+                    *blocked = Some(b);
+                    return true;
+                }
+                out.copy_within(len..len + n, 0);
+                (seg, len, count) = (n, n, 1);
+            }
+        }
+        if count > 0
+            && let Some(b) = try_batch(inner, out.get(..len).unwrap_or(&[]), addr, seg)
+        {
+            *blocked = Some(b);
+            return true;
         }
     }
     false
+}
+
+fn try_batch(inner: &Inner, data: &[u8], to: SocketAddr, segment: usize) -> Option<Blocked> {
+    match send_batch(inner, data, to, segment) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Blocked {
+            data: data.to_vec(),
+            to,
+            segment,
+        }),
+        _ => None, // other errors: the datagrams count as lost; loss recovery resends them
+    }
 }

@@ -149,6 +149,9 @@ async fn run(args: Args) -> Result<(), String> {
         }
         let res = stream.shutdown().await;
         report(total, sha, start);
+        if std::env::var_os("UDXCAT_STATS").is_some() {
+            eprintln!("stats: {:?} mtu {:?}", stream.stats(), stream.mtu());
+        }
         res.map_err(|e| format!("end: {e}"))?;
         // Our END is acknowledged: every byte arrived. Give the peer a moment to end too.
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.closed()).await;
