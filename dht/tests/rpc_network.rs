@@ -114,3 +114,37 @@ fn dead_nodes_leave_routing_tables() {
         .collect();
     assert!(still.is_empty(), "still listed by {still:?}");
 }
+
+#[test]
+fn adaptive_node_passes_the_firewall_check_then_turns_persistent_after_twenty_minutes() {
+    let mut net = Net::new(5);
+    let boot = addr_of(0);
+    net.add_bootstrapper(boot);
+    for i in 1..=8 {
+        net.add_node(addr_of(i), vec![boot], true);
+    }
+    net.run_for(Duration::from_secs(10));
+    let a = addr_of(50);
+    net.add_node(a, vec![boot], false); // adaptive: ephemeral: None, firewalled: true
+    net.run_for(Duration::from_secs(10));
+    let n = &net.nodes[&a];
+    assert!(n.is_bootstrapped());
+    assert!(
+        !n.is_firewalled(),
+        "the quick PING_NAT check cleared the firewall flag"
+    );
+    assert!(n.id().is_none(), "still ephemeral");
+    // STABLE_TICKS = 240 ticks of 5 s
+    net.run_for(Duration::from_secs(19 * 60));
+    assert!(net.nodes[&a].id().is_none(), "not before 20 minutes");
+    net.run_for(Duration::from_secs(2 * 60));
+    assert_eq!(net.nodes[&a].id(), Some(dht::crypto::node_id(&a)));
+    assert!(net.persistent.contains(&a));
+    assert!(
+        net.nodes
+            .values()
+            .filter(|n| n.to_array().contains(&a))
+            .count()
+            >= 3
+    );
+}
