@@ -152,6 +152,7 @@ impl Drop for HandshakeResult {
 }
 
 /// One side of a Noise IK or XX handshake (sans-IO).
+#[derive(Clone)]
 pub struct Handshake {
     pattern: Pattern,
     initiator: bool,

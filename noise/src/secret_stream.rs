@@ -178,6 +178,7 @@ impl Drop for Randomness {
     }
 }
 
+#[derive(Clone)]
 enum Phase {
     Handshake(Box<Handshake>),
     AwaitHeader,
@@ -185,6 +186,7 @@ enum Phase {
 }
 
 /// One side of a secret stream (sans-IO). See the module docs for the contract.
+#[derive(Clone)]
 pub struct SecretStream {
     is_initiator: bool,
     config: Config,
@@ -598,6 +600,7 @@ impl SecretStream {
 /// XSalsa20-Poly1305 secretbox under per-direction keys derived from the handshake hash,
 /// nonce = 8-byte little-endian counter (random start) padded with 16 zero bytes, datagram =
 /// `counter (8) || MAC (16) || ciphertext`.
+#[derive(Clone)]
 pub struct Datagrams {
     send: XSalsa20Poly1305,
     recv: XSalsa20Poly1305,

@@ -1,0 +1,246 @@
+//! Behaviour of the sans-IO core beyond the JS vectors: limits, ends of stream, misuse,
+//! keepalive timing.
+
+use std::time::{Duration, Instant};
+
+use noise::{
+    Config, Handshake, HandshakeError, KeepAlive, KeyPair, MAX_MESSAGE_LEN, Pattern, Randomness,
+    SecretStream, StreamError,
+};
+
+fn rand(b: u8) -> Randomness {
+    Randomness {
+        ephemeral_seed: [b; 32],
+        header: [b; 24],
+        send_counter: [b; 8],
+    }
+}
+
+fn xx_pair(config: Config) -> (SecretStream, SecretStream) {
+    let mut a = SecretStream::new_xx(true, KeyPair::from_seed([1; 32]), rand(1), config.clone());
+    let mut b = SecretStream::new_xx(false, KeyPair::from_seed([2; 32]), rand(2), config);
+    for _ in 0..3 {
+        b.feed(&a.take_outgoing());
+        assert!(b.poll_message().unwrap().is_none());
+        a.feed(&b.take_outgoing());
+        assert!(a.poll_message().unwrap().is_none());
+    }
+    assert!(a.is_established() && b.is_established());
+    (a, b)
+}
+
+#[test]
+fn eof_inside_a_frame_is_a_truncated_frame_error() {
+    let (mut a, mut b) = xx_pair(Config::default());
+    a.write(b"hello world").unwrap();
+    let wire = a.take_outgoing();
+    b.feed(&wire[..wire.len() - 1]);
+    assert_eq!(b.poll_message().unwrap(), None);
+    b.feed_eof();
+    assert_eq!(
+        b.poll_message().unwrap_err(),
+        StreamError::TruncatedFrame {
+            expected: wire.len(),
+            got: wire.len() - 1
+        }
+    );
+}
+
+#[test]
+fn eof_between_frames_is_a_clean_end() {
+    let (mut a, mut b) = xx_pair(Config::default());
+    a.write(b"last").unwrap();
+    b.feed(&a.take_outgoing());
+    b.feed_eof();
+    assert_eq!(b.poll_message().unwrap(), Some(&b"last"[..]));
+    assert_eq!(b.poll_message().unwrap(), None);
+    assert!(b.is_finished());
+}
+
+#[test]
+fn eof_during_the_handshake_is_an_error() {
+    let mut b = SecretStream::new_xx(
+        false,
+        KeyPair::from_seed([2; 32]),
+        rand(2),
+        Config::default(),
+    );
+    b.feed_eof();
+    assert_eq!(
+        b.poll_message().unwrap_err(),
+        StreamError::EndedBeforeEstablished
+    );
+}
+
+#[test]
+fn a_length_prefix_above_the_cap_fails_before_the_body_arrives() {
+    let config = Config {
+        max_frame_len: 1000,
+        ..Config::default()
+    };
+    let (_, mut b) = xx_pair(config);
+    b.feed(&[0xe9, 0x03, 0x00]); // 1001
+    assert_eq!(
+        b.poll_message().unwrap_err(),
+        StreamError::FrameTooLarge {
+            len: 1001,
+            max: 1000
+        }
+    );
+}
+
+#[test]
+fn writes_above_one_atomic_frame_are_refused_and_the_limit_itself_works() {
+    let (mut a, mut b) = xx_pair(Config::default());
+    assert_eq!(
+        a.write(&vec![0; MAX_MESSAGE_LEN + 1]).unwrap_err(),
+        StreamError::MessageTooLarge {
+            len: MAX_MESSAGE_LEN + 1,
+            max: MAX_MESSAGE_LEN
+        }
+    );
+    a.write(&vec![7; MAX_MESSAGE_LEN]).unwrap();
+    let wire = a.take_outgoing();
+    assert_eq!(&wire[..3], &[0xff, 0xff, 0xff]);
+    b.feed(&wire);
+    assert_eq!(b.poll_message().unwrap().unwrap().len(), MAX_MESSAGE_LEN);
+}
+
+#[test]
+fn short_data_frame_is_invalid_message() {
+    let (_, mut b) = xx_pair(Config::default());
+    b.feed(&[16, 0, 0]);
+    b.feed(&[0; 16]);
+    assert_eq!(
+        b.poll_message().unwrap_err(),
+        StreamError::MessageTooShort { len: 16 }
+    );
+    // sticky, and writes fail too
+    assert_eq!(
+        b.write(b"x").unwrap_err(),
+        StreamError::MessageTooShort { len: 16 }
+    );
+}
+
+#[test]
+fn zero_byte_messages_surface_unless_filtered() {
+    let (mut a, mut b) = xx_pair(Config::default());
+    a.send_keep_alive().unwrap();
+    a.write(b"data").unwrap();
+    let wire = a.take_outgoing();
+    b.feed(&wire);
+    assert_eq!(b.poll_message().unwrap(), Some(&b""[..]));
+    assert_eq!(b.poll_message().unwrap(), Some(&b"data"[..]));
+
+    let (mut a, mut b) = xx_pair(Config {
+        filter_zero_byte_messages: true,
+        ..Config::default()
+    });
+    a.send_keep_alive().unwrap();
+    a.write(b"data").unwrap();
+    b.feed(&a.take_outgoing());
+    assert_eq!(b.poll_message().unwrap(), Some(&b"data"[..]));
+    assert_eq!(b.data_frames_read(), 2);
+}
+
+#[test]
+fn writes_before_the_keys_exist_are_refused() {
+    let mut b = SecretStream::new_xx(
+        false,
+        KeyPair::from_seed([2; 32]),
+        rand(2),
+        Config::default(),
+    );
+    assert_eq!(b.write(b"early").unwrap_err(), StreamError::NotConnected);
+}
+
+#[test]
+fn handshake_steps_out_of_turn_are_errors_not_panics() {
+    let mut r = Handshake::new(
+        Pattern::XX,
+        false,
+        KeyPair::from_seed([2; 32]),
+        KeyPair::from_seed([4; 32]),
+        b"",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        r.write_message(b"").unwrap_err(),
+        HandshakeError::WrongTurn {
+            expected: "receive"
+        }
+    );
+    assert_eq!(
+        Handshake::new(
+            Pattern::IK,
+            true,
+            KeyPair::from_seed([1; 32]),
+            KeyPair::from_seed([3; 32]),
+            b"",
+            None
+        )
+        .unwrap_err(),
+        HandshakeError::MissingRemoteStatic
+    );
+    // a truncated message fails, and the handshake stays failed
+    assert_eq!(
+        r.read_message(&[0; 31]).unwrap_err(),
+        HandshakeError::TooShort {
+            needed: 32,
+            got: 31
+        }
+    );
+    assert_eq!(
+        r.read_message(&[0; 32]).unwrap_err(),
+        HandshakeError::Finished
+    );
+}
+
+#[test]
+fn keep_alive_fires_after_an_idle_interval_and_writes_push_it_back() {
+    let t0 = Instant::now();
+    let iv = Duration::from_millis(5000);
+    let mut k = KeepAlive::new(iv, t0);
+    assert!(!k.poll(t0 + Duration::from_millis(4999)));
+    k.on_write(t0 + Duration::from_millis(4000));
+    assert!(!k.poll(t0 + Duration::from_millis(8999)));
+    assert!(k.poll(t0 + Duration::from_millis(9000)));
+    assert_eq!(k.deadline(), t0 + Duration::from_millis(14000));
+    assert!(!k.poll(t0 + Duration::from_millis(13999)));
+    assert!(k.poll(t0 + Duration::from_millis(14000)));
+}
+
+#[test]
+fn datagrams_from_the_wrong_stream_or_tampered_are_dropped() {
+    let (mut a, mut b) = xx_pair(Config::default());
+    let sealed = a.datagrams().unwrap().seal(b"dgram").unwrap();
+    assert_eq!(b.datagrams().unwrap().open(&sealed).unwrap(), b"dgram");
+    for i in 0..sealed.len() {
+        let mut t = sealed.clone();
+        t[i] ^= 0x80;
+        assert!(b.datagrams().unwrap().open(&t).is_none(), "byte {i}");
+    }
+    assert!(b.datagrams().unwrap().open(&sealed[..23]).is_none());
+    // a second pair with different ephemerals has a different hash and keys
+    let mut c = SecretStream::new_xx(
+        true,
+        KeyPair::from_seed([1; 32]),
+        rand(5),
+        Config::default(),
+    );
+    let mut d = SecretStream::new_xx(
+        false,
+        KeyPair::from_seed([2; 32]),
+        rand(6),
+        Config::default(),
+    );
+    for _ in 0..3 {
+        d.feed(&c.take_outgoing());
+        let _ = d.poll_message().unwrap();
+        c.feed(&d.take_outgoing());
+        let _ = c.poll_message().unwrap();
+    }
+    let foreign = c.datagrams().unwrap().seal(b"dgram").unwrap();
+    assert!(b.datagrams().unwrap().open(&foreign).is_none());
+}
