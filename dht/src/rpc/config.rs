@@ -12,7 +12,9 @@ pub struct Limits {
     /// Queries running at once (JS: unbounded).
     pub max_queries: usize,
     /// Events waiting in [`Node::poll_event`](super::Node::poll_event); remote-driven events
-    /// (user requests, streamed query replies) are dropped beyond it (JS: event emitter, no queue).
+    /// (user requests, streamed query replies, NAT updates) are dropped beyond it (JS: event
+    /// emitter, no queue). Completions of local commands are never dropped; they are bounded by
+    /// `max_inflight` and `max_queries`.
     pub max_events: usize,
     /// Datagrams waiting in [`Node::poll_transmit`](super::Node::poll_transmit); dropped beyond
     /// it, like a full socket buffer (JS: the UDX send queue).

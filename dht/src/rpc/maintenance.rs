@@ -421,7 +421,7 @@ impl Node {
             self.nat = s;
             if prev != (self.nat.host, self.nat.port) {
                 let (host, port) = (self.nat.host, self.nat.port);
-                self.emit(Event::NatUpdate { host, port });
+                self.emit_remote(Event::NatUpdate { host, port });
             }
         }
         if *self.table.id() != id {

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod congestion;
 pub mod fuzzing;
+mod handlers;
 pub mod health;
 mod io;
 pub mod maintenance;
@@ -21,6 +22,7 @@ pub mod nat_sampler;
 pub mod node;
 mod query;
 pub mod routing;
+mod table_feed;
 pub mod tokens;
 pub mod wire;
 

@@ -42,8 +42,8 @@ use super::nat_sampler::NatSampler;
 use super::query::{Query, QueryOpts};
 use super::routing::{NodeId, RoutingTable, TableNode};
 use super::tokens::Tokens;
-use super::wire::{self, InternalCommand, Message, Request, Response};
-use crate::codec::{Decode, Encode, Writer};
+use super::wire::{InternalCommand, Message, Request};
+use crate::codec::{Decode, Writer};
 use crate::crypto::node_id;
 
 /// Token-bucket drain interval (`setInterval(this._drain, 750)`).
@@ -251,9 +251,9 @@ pub struct Node {
     pub(crate) health: super::health::Health,
     pub(crate) next_query_id: u64,
     next_request: u64,
-    registered: BTreeSet<u64>,
+    pub(crate) registered: BTreeSet<u64>,
     events: VecDeque<Event>,
-    delayed: Vec<(Instant, Transmit)>,
+    pub(crate) delayed: Vec<(Instant, Transmit)>,
     next_drain: Instant,
     next_tick: Instant,
     pub(crate) stats: Stats,
@@ -571,252 +571,6 @@ impl Node {
         }
     }
 
-    fn validate_id(id: Option<NodeId>, from: &SocketAddrV4) -> Option<NodeId> {
-        let id = id?;
-        let expected = node_id(from);
-        (expected == id).then_some(expected)
-    }
-
-    fn on_response(&mut self, now: Instant, from: SocketAddrV4, res: Response) {
-        let Some(r) = self.io.finish(res.tid) else {
-            self.stats.unmatched_responses += 1;
-            return;
-        };
-        self.stats.responses += 1;
-        let from_id = Self::validate_id(res.id, &from);
-        self.add_node_from_network(now, true, from, from_id, res.to);
-        let reply = Reply {
-            from,
-            from_id,
-            to: res.to,
-            token: res.token,
-            closer_nodes: res.closer_nodes,
-            error: res.error,
-            value: res.value,
-            rtt: now.saturating_duration_since(r.started),
-        };
-        self.on_request_done(now, r.owner, r.to, reply, r.cycled);
-    }
-
-    fn on_request(&mut self, now: Instant, from: SocketAddrV4, req: Request) {
-        self.stats.requests_in += 1;
-        let from_id = Self::validate_id(req.id, &from);
-        if let Some(t) = &req.token {
-            if !self.io.tokens.is_valid(*from.ip(), t) {
-                self.send_reply(
-                    from,
-                    req.tid,
-                    req.target.as_ref(),
-                    wire::errors::INVALID_TOKEN,
-                    None,
-                    true,
-                    true,
-                );
-                return;
-            }
-        }
-        if from_id.is_some() {
-            self.add_node_from_network(now, true, from, from_id, req.to);
-        }
-        let target = req.target;
-        if req.internal {
-            match InternalCommand::from_u64(req.command) {
-                Some(InternalCommand::Ping) => {
-                    self.send_reply(from, req.tid, None, 0, None, false, false);
-                }
-                Some(InternalCommand::DelayedPing) => {
-                    let Some(delay) = req.value.as_deref().and_then(le_u32) else {
-                        return;
-                    };
-                    if delay > self.config.max_ping_delay_ms {
-                        return;
-                    }
-                    if self.delayed.len() >= self.config.limits.max_delayed_pings {
-                        self.stats.dropped_delayed_pings += 1;
-                        return;
-                    }
-                    let payload = self.reply_bytes(from, req.tid, None, 0, None, false, false);
-                    self.delayed.push((
-                        now + Duration::from_millis(u64::from(delay)),
-                        Transmit { to: from, payload },
-                    ));
-                }
-                Some(InternalCommand::PingNat) => {
-                    let Some(port) = req.value.as_deref().and_then(le_u16) else {
-                        return;
-                    };
-                    if port == 0 {
-                        return;
-                    }
-                    let to = SocketAddrV4::new(*from.ip(), port);
-                    self.send_reply(to, req.tid, None, 0, None, false, false);
-                }
-                Some(InternalCommand::FindNode) => {
-                    if target.is_none() {
-                        return;
-                    }
-                    self.send_reply(from, req.tid, target.as_ref(), 0, None, false, true);
-                }
-                Some(InternalCommand::DownHint) => {
-                    let Some(v) = req.value.as_deref().filter(|v| v.len() >= 6) else {
-                        return;
-                    };
-                    if self.checks < super::maintenance::MAX_CHECKS {
-                        if let Some(addr) = v.get(..6).and_then(addr6) {
-                            let id = node_id(&addr);
-                            let tick = self.tick;
-                            if let Some(n) = self.table.get_mut(&id) {
-                                if n.pinged < tick || n.down_hints == 0 {
-                                    n.down_hints += 1;
-                                    self.check(now, id);
-                                }
-                            }
-                        }
-                    }
-                    self.send_reply(from, req.tid, None, 0, None, false, false);
-                }
-                None => {
-                    self.send_reply(
-                        from,
-                        req.tid,
-                        target.as_ref(),
-                        wire::errors::UNKNOWN_COMMAND,
-                        None,
-                        false,
-                        true,
-                    );
-                }
-            }
-            return;
-        }
-        if self.registered.contains(&req.command) {
-            self.emit_remote(Event::Request(IncomingRequest {
-                from,
-                from_id,
-                to: req.to,
-                tid: req.tid,
-                token: req.token,
-                internal: req.internal,
-                command: req.command,
-                target: req.target,
-                value: req.value,
-            }));
-        } else {
-            self.send_reply(
-                from,
-                req.tid,
-                target.as_ref(),
-                wire::errors::UNKNOWN_COMMAND,
-                None,
-                false,
-                true,
-            );
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn reply_bytes(
-        &self,
-        to: SocketAddrV4,
-        tid: u16,
-        target: Option<&NodeId>,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
-    ) -> Vec<u8> {
-        let closer = match (target, closer_nodes) {
-            (Some(t), true) => self
-                .table
-                .closest(t, self.table.k())
-                .iter()
-                .map(|n| n.addr)
-                .collect(),
-            _ => Vec::new(),
-        };
-        Response {
-            tid,
-            to,
-            id: self.id(),
-            token: token.then(|| self.io.tokens.token(*to.ip())),
-            closer_nodes: closer,
-            error,
-            value,
-        }
-        .to_bytes()
-    }
-
-    /// `_sendReply`.
-    #[allow(clippy::too_many_arguments)]
-    fn send_reply(
-        &mut self,
-        to: SocketAddrV4,
-        tid: u16,
-        target: Option<&NodeId>,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
-    ) {
-        let b = self.reply_bytes(to, tid, target, error, value, token, closer_nodes);
-        self.io.push_transmit(to, b);
-    }
-
-    /// Answers a user request with a value (`req.reply(value, { token, closerNodes })`; JS
-    /// defaults are `token: true, closer_nodes: true`).
-    pub fn reply(
-        &mut self,
-        req: &IncomingRequest,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
-    ) {
-        self.send_reply(
-            req.from,
-            req.tid,
-            req.target.as_ref(),
-            0,
-            value,
-            token,
-            closer_nodes,
-        );
-    }
-
-    /// Answers a user request with an error code (`req.error(code, { token, closerNodes })`;
-    /// JS defaults are `token: false, closer_nodes: true`).
-    pub fn reply_error(
-        &mut self,
-        req: &IncomingRequest,
-        code: u64,
-        token: bool,
-        closer_nodes: bool,
-    ) {
-        self.send_reply(
-            req.from,
-            req.tid,
-            req.target.as_ref(),
-            code,
-            None,
-            token,
-            closer_nodes,
-        );
-    }
-
-    /// Re-sends the incoming request, with a new value, as a request to `to` (`req.relay`).
-    pub fn relay(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>, to: SocketAddrV4) {
-        let r = Request {
-            tid: req.tid,
-            to,
-            id: self.id(),
-            token: None,
-            internal: req.internal,
-            command: req.command,
-            target: req.target,
-            value,
-        };
-        self.io.push_transmit(to, r.to_bytes());
-    }
-
     // ---- commands --------------------------------------------------------------------
 
     /// Sends a request (`dht.request`, or an internal one) and reports the outcome as
@@ -961,7 +715,7 @@ impl Node {
     }
 
     /// Dispatches a reply to whoever waits for it.
-    fn on_request_done(
+    pub(crate) fn on_request_done(
         &mut self,
         now: Instant,
         owner: Owner,
@@ -1025,141 +779,10 @@ impl Node {
         }
     }
 
-    fn swap(&mut self, now: Instant, newcomer: TableNode, old: &NodeId) {
+    pub(crate) fn swap(&mut self, now: Instant, newcomer: TableNode, old: &NodeId) {
         self.repinging = self.repinging.saturating_sub(1);
         self.remove_node(old);
         self.add_table_node(now, newcomer);
-    }
-
-    // ---- routing-table feeding -------------------------------------------------------
-
-    pub(crate) fn nat_add(&mut self, host: Ipv4Addr, port: u16) {
-        let prev = (self.nat.host, self.nat.port);
-        self.nat.add(host, port);
-        if prev != (self.nat.host, self.nat.port) {
-            let (host, port) = (self.nat.host, self.nat.port);
-            self.emit(Event::NatUpdate { host, port });
-        }
-    }
-
-    fn sample_bootstrap_maybe(&mut self, from: SocketAddrV4, to: SocketAddrV4) {
-        if self.non_persistent_samples.len() >= self.config.bootstrap.len().max(1) {
-            return;
-        }
-        if self.non_persistent_samples.contains(&from) {
-            return;
-        }
-        self.non_persistent_samples.push(from);
-        self.nat_add(*to.ip(), to.port());
-    }
-
-    /// `_addNodeFromNetwork`.
-    fn add_node_from_network(
-        &mut self,
-        now: Instant,
-        sample: bool,
-        from: SocketAddrV4,
-        from_id: Option<NodeId>,
-        to: SocketAddrV4,
-    ) {
-        let Some(id) = from_id else {
-            self.sample_bootstrap_maybe(from, to);
-            return;
-        };
-        let tick = self.tick;
-        if let Some(old) = self.table.get_mut(&id) {
-            let mut nat = None;
-            if sample
-                && (old.sampled == 0
-                    || tick.saturating_sub(old.sampled) >= super::maintenance::OLD_NODE)
-            {
-                old.to = Some(to);
-                old.sampled = tick;
-                nat = Some(to);
-            }
-            old.pinged = tick;
-            old.seen = tick;
-            self.table.touch(&id);
-            if let Some(to) = nat {
-                self.nat_add(*to.ip(), to.port());
-            }
-            return;
-        }
-        self.add_table_node(now, TableNode::new(id, from, Some(to)));
-    }
-
-    /// `_addNode`.
-    pub(crate) fn add_table_node(&mut self, now: Instant, mut node: TableNode) {
-        if node.id == *self.table.id() {
-            return;
-        }
-        let tick = self.tick;
-        node.added = tick;
-        node.pinged = tick;
-        node.seen = tick;
-        let id = node.id;
-        let sample = node.to.filter(|_| node.sampled == 0);
-        match self.table.add(node.clone()) {
-            super::routing::AddOutcome::Full => {
-                self.on_full_row(now, node);
-            }
-            _ => {
-                if let Some(to) = sample {
-                    if let Some(n) = self.table.get_mut(&id) {
-                        n.sampled = tick;
-                    }
-                    self.nat_add(*to.ip(), to.port());
-                }
-            }
-        }
-    }
-
-    pub(crate) fn remove_node(&mut self, id: &NodeId) {
-        self.table.remove(id);
-    }
-
-    /// `_onfullrow`: maybe re-ping the row's oldest member and replace it with `newcomer`.
-    fn on_full_row(&mut self, now: Instant, newcomer: TableNode) {
-        if !self.bootstrapped || self.repinging >= super::maintenance::MAX_REPINGING {
-            return;
-        }
-        let tick = self.tick;
-        let mut oldest: Option<&TableNode> = None;
-        for n in self.table.row_nodes(&newcomer.id) {
-            if n.pinged == tick {
-                continue;
-            }
-            if oldest
-                .is_none_or(|o| o.pinged > n.pinged || (o.pinged == n.pinged && o.added > n.added))
-            {
-                oldest = Some(n);
-            }
-        }
-        let Some(o) = oldest else { return };
-        if tick.saturating_sub(o.pinged) < super::maintenance::RECENT_NODE
-            && tick.saturating_sub(o.added) > super::maintenance::OLD_NODE
-        {
-            return;
-        }
-        let (old, addr, last_seen) = (o.id, o.addr, o.seen);
-        if let Some(n) = self.table.get_mut(&old) {
-            n.pinged = tick;
-        }
-        self.repinging += 1;
-        let ok = self.internal_request(
-            now,
-            addr,
-            InternalCommand::Ping,
-            None,
-            Owner::Reping {
-                newcomer: Box::new(newcomer),
-                old,
-                last_seen,
-            },
-        );
-        if !ok {
-            self.repinging = self.repinging.saturating_sub(1);
-        }
     }
 
     /// Draws a random `u64`.
@@ -1172,19 +795,6 @@ impl Node {
 fn random_offset(rng: &mut ChaCha20Rng, n: u64) -> u64 {
     let half = n / 2;
     n - if half == 0 { 0 } else { rng.next_u64() % half }
-}
-
-fn le_u16(v: &[u8]) -> Option<u16> {
-    Some(u16::from_le_bytes([*v.first()?, *v.get(1)?]))
-}
-
-fn le_u32(v: &[u8]) -> Option<u32> {
-    Some(u32::from_le_bytes([
-        *v.first()?,
-        *v.get(1)?,
-        *v.get(2)?,
-        *v.get(3)?,
-    ]))
 }
 
 /// Decodes a 6-byte `addr6`.

@@ -1,0 +1,286 @@
+//! Inbound datagrams: request handlers for the internal commands, the user-command hook, and
+//! response matching (`dht-rpc/index.js` `_onrequest`, `lib/io.js` `onmessage`, `_sendReply`).
+//!
+//! Contract: methods of the sans-IO [`Node`]; replies go to the transmit queue, nothing here
+//! does I/O or panics on remote input.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use super::io::Transmit;
+use super::node::{Event, IncomingRequest, Node, Reply, addr6};
+use super::routing::NodeId;
+use super::wire::{self, InternalCommand, Request, Response};
+use crate::codec::Encode;
+use crate::crypto::node_id;
+
+impl Node {
+    pub(crate) fn validate_id(id: Option<NodeId>, from: &SocketAddrV4) -> Option<NodeId> {
+        let id = id?;
+        let expected = node_id(from);
+        (expected == id).then_some(expected)
+    }
+
+    pub(crate) fn on_response(&mut self, now: Instant, from: SocketAddrV4, res: Response) {
+        let Some(r) = self.io.finish(res.tid) else {
+            self.stats.unmatched_responses += 1;
+            return;
+        };
+        self.stats.responses += 1;
+        let from_id = Self::validate_id(res.id, &from);
+        self.add_node_from_network(now, true, from, from_id, res.to);
+        let reply = Reply {
+            from,
+            from_id,
+            to: res.to,
+            token: res.token,
+            closer_nodes: res.closer_nodes,
+            error: res.error,
+            value: res.value,
+            rtt: now.saturating_duration_since(r.started),
+        };
+        self.on_request_done(now, r.owner, r.to, reply, r.cycled);
+    }
+
+    pub(crate) fn on_request(&mut self, now: Instant, from: SocketAddrV4, req: Request) {
+        self.stats.requests_in += 1;
+        let from_id = Self::validate_id(req.id, &from);
+        if let Some(t) = &req.token {
+            if !self.io.tokens.is_valid(*from.ip(), t) {
+                self.send_reply(
+                    from,
+                    req.tid,
+                    req.target.as_ref(),
+                    wire::errors::INVALID_TOKEN,
+                    None,
+                    true,
+                    true,
+                );
+                return;
+            }
+        }
+        if from_id.is_some() {
+            self.add_node_from_network(now, true, from, from_id, req.to);
+        }
+        let target = req.target;
+        if req.internal {
+            match InternalCommand::from_u64(req.command) {
+                Some(InternalCommand::Ping) => {
+                    self.send_reply(from, req.tid, None, 0, None, false, false);
+                }
+                Some(InternalCommand::DelayedPing) => {
+                    let Some(delay) = req.value.as_deref().and_then(le_u32) else {
+                        return;
+                    };
+                    if delay > self.config.max_ping_delay_ms {
+                        return;
+                    }
+                    if self.delayed.len() >= self.config.limits.max_delayed_pings {
+                        self.stats.dropped_delayed_pings += 1;
+                        return;
+                    }
+                    let payload = self.reply_bytes(from, req.tid, None, 0, None, false, false);
+                    self.delayed.push((
+                        now + Duration::from_millis(u64::from(delay)),
+                        Transmit { to: from, payload },
+                    ));
+                }
+                Some(InternalCommand::PingNat) => {
+                    let Some(port) = req.value.as_deref().and_then(le_u16) else {
+                        return;
+                    };
+                    if port == 0 {
+                        return;
+                    }
+                    let to = SocketAddrV4::new(*from.ip(), port);
+                    self.send_reply(to, req.tid, None, 0, None, false, false);
+                }
+                Some(InternalCommand::FindNode) => {
+                    if target.is_none() {
+                        return;
+                    }
+                    self.send_reply(from, req.tid, target.as_ref(), 0, None, false, true);
+                }
+                Some(InternalCommand::DownHint) => {
+                    let Some(v) = req.value.as_deref().filter(|v| v.len() >= 6) else {
+                        return;
+                    };
+                    if self.checks < super::maintenance::MAX_CHECKS {
+                        if let Some(addr) = v.get(..6).and_then(addr6) {
+                            let id = node_id(&addr);
+                            let tick = self.tick;
+                            if let Some(n) = self.table.get_mut(&id) {
+                                if n.pinged < tick || n.down_hints == 0 {
+                                    n.down_hints += 1;
+                                    self.check(now, id);
+                                }
+                            }
+                        }
+                    }
+                    self.send_reply(from, req.tid, None, 0, None, false, false);
+                }
+                None => {
+                    self.send_reply(
+                        from,
+                        req.tid,
+                        target.as_ref(),
+                        wire::errors::UNKNOWN_COMMAND,
+                        None,
+                        false,
+                        true,
+                    );
+                }
+            }
+            return;
+        }
+        if self.registered.contains(&req.command) {
+            self.emit_remote(Event::Request(IncomingRequest {
+                from,
+                from_id,
+                to: req.to,
+                tid: req.tid,
+                token: req.token,
+                internal: req.internal,
+                command: req.command,
+                target: req.target,
+                value: req.value,
+            }));
+        } else {
+            self.send_reply(
+                from,
+                req.tid,
+                target.as_ref(),
+                wire::errors::UNKNOWN_COMMAND,
+                None,
+                false,
+                true,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reply_bytes(
+        &self,
+        to: SocketAddrV4,
+        tid: u16,
+        target: Option<&NodeId>,
+        error: u64,
+        value: Option<Vec<u8>>,
+        token: bool,
+        closer_nodes: bool,
+    ) -> Vec<u8> {
+        let closer = match (target, closer_nodes) {
+            (Some(t), true) => self
+                .table
+                .closest(t, self.table.k())
+                .iter()
+                .map(|n| n.addr)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Response {
+            tid,
+            to,
+            id: self.id(),
+            token: token.then(|| self.io.tokens.token(*to.ip())),
+            closer_nodes: closer,
+            error,
+            value,
+        }
+        .to_bytes()
+    }
+
+    /// `_sendReply`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_reply(
+        &mut self,
+        to: SocketAddrV4,
+        tid: u16,
+        target: Option<&NodeId>,
+        error: u64,
+        value: Option<Vec<u8>>,
+        token: bool,
+        closer_nodes: bool,
+    ) {
+        let b = self.reply_bytes(to, tid, target, error, value, token, closer_nodes);
+        self.io.push_transmit(to, b);
+    }
+
+    /// Answers a user request with a value (`req.reply(value, { token, closerNodes })`; JS
+    /// defaults are `token: true, closer_nodes: true`).
+    pub fn reply(
+        &mut self,
+        req: &IncomingRequest,
+        value: Option<Vec<u8>>,
+        token: bool,
+        closer_nodes: bool,
+    ) {
+        self.send_reply(
+            req.from,
+            req.tid,
+            req.target.as_ref(),
+            0,
+            value,
+            token,
+            closer_nodes,
+        );
+    }
+
+    /// Answers a user request with an error code (`req.error(code, { token, closerNodes })`;
+    /// JS defaults are `token: false, closer_nodes: true`).
+    pub fn reply_error(
+        &mut self,
+        req: &IncomingRequest,
+        code: u64,
+        token: bool,
+        closer_nodes: bool,
+    ) {
+        self.send_reply(
+            req.from,
+            req.tid,
+            req.target.as_ref(),
+            code,
+            None,
+            token,
+            closer_nodes,
+        );
+    }
+
+    /// Re-sends the incoming request, with a new value, as a request to `to` (`req.relay`).
+    pub fn relay(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>, to: SocketAddrV4) {
+        let r = Request {
+            tid: req.tid,
+            to,
+            id: self.id(),
+            token: None,
+            internal: req.internal,
+            command: req.command,
+            target: req.target,
+            value,
+        };
+        self.io.push_transmit(to, r.to_bytes());
+    }
+}
+
+fn le_u16(v: &[u8]) -> Option<u16> {
+    Some(u16::from_le_bytes([*v.first()?, *v.get(1)?]))
+}
+
+fn le_u32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes([
+        *v.first()?,
+        *v.get(1)?,
+        *v.get(2)?,
+        *v.get(3)?,
+    ]))
+}
