@@ -47,3 +47,167 @@ pub fn packet_roundtrip(data: &[u8]) {
         assert_eq!(q.header, p.header);
     }
 }
+
+/// Drives two connected streams (A writes, B reads) through an operation sequence decoded
+/// from `data`: writes, END, time steps, delivery / loss / duplication / reordering of the
+/// datagrams in flight, raw fuzzed packets injected into either side, MESSAGE, DESTROY.
+/// After every operation it checks that B has delivered a prefix of what A wrote, that the
+/// buffers stay within their bounds, and that no timer is left in the past after it fired.
+pub fn stream_ops(data: &[u8]) {
+    use crate::proto::stream::MAX_DATAGRAM;
+    use crate::proto::{Config, Stream};
+    use std::collections::VecDeque;
+    use std::time::{Duration, Instant};
+
+    fn pattern(i: u64) -> u8 {
+        (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
+    }
+    let cfg = Config {
+        recv_window: 64 * 1024,
+        send_buffer: 128 * 1024,
+        ..Config::default()
+    };
+    let mut now = Instant::now();
+    let mut a = Stream::new(1, cfg.clone());
+    let mut b = Stream::new(2, cfg.clone());
+    a.connect(2);
+    b.connect(1);
+    let mut ab: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut ba: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut written = 0u64;
+    let mut read = 0u64;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut chunk = vec![0u8; 8192];
+    let mut it = data.iter().copied();
+    while let Some(op) = it.next() {
+        let arg = it.next().unwrap_or(0);
+        match op % 14 {
+            0 => {
+                let n = (arg as usize * 37).min(chunk.len());
+                for (i, c) in chunk[..n].iter_mut().enumerate() {
+                    *c = pattern(written + i as u64);
+                }
+                if let Ok(k) = a.write(&chunk[..n]) {
+                    written += k as u64;
+                }
+            }
+            1 => {
+                let _ = a.end();
+            }
+            2 => {
+                now += Duration::from_millis(u64::from(arg) * 7);
+            }
+            3 | 4 => {
+                let (q, s) = if op % 14 == 3 {
+                    (&mut ab, &mut b)
+                } else {
+                    (&mut ba, &mut a)
+                };
+                for _ in 0..=(arg % 8) {
+                    if let Some(d) = q.pop_front() {
+                        s.handle_datagram(now, &d);
+                    }
+                }
+            }
+            5 => {
+                ab.pop_front();
+            }
+            6 => {
+                ba.pop_front();
+            }
+            7 => {
+                if let Some(d) = ab.front().cloned() {
+                    b.handle_datagram(now, &d);
+                }
+            }
+            8 | 9 => {
+                let n = usize::from(arg % 64);
+                let mut raw: Vec<u8> = it.by_ref().take(20 + n).collect();
+                if raw.len() >= 8 {
+                    raw[0] = 0xff;
+                    raw[1] = 1;
+                    let id: u32 = if op % 14 == 8 { 1 } else { 2 };
+                    raw[4..8].copy_from_slice(&id.to_le_bytes());
+                    if op % 14 == 9 {
+                        // UDX has no authentication: spoofed DATA with the right id and seq
+                        // is accepted (secret-stream above rejects it). Keep the oracle
+                        // honest by injecting only non-data packets into the reader.
+                        raw[2] &= !crate::proto::packet::flags::DATA_OR_END;
+                    }
+                }
+                if op % 14 == 8 {
+                    a.handle_datagram(now, &raw);
+                } else {
+                    b.handle_datagram(now, &raw);
+                }
+            }
+            10 => {
+                while let Ok(n) = b.read(&mut chunk[..(arg as usize * 64 + 1).min(8192)]) {
+                    if n == 0 {
+                        break;
+                    }
+                    for (i, c) in chunk[..n].iter().enumerate() {
+                        assert_eq!(
+                            *c,
+                            pattern(read + i as u64),
+                            "wrong byte at {}",
+                            read + i as u64
+                        );
+                    }
+                    read += n as u64;
+                }
+            }
+            11 => {
+                if arg % 4 == 0 {
+                    a.destroy(now);
+                } else if arg % 4 == 1 {
+                    b.destroy(now);
+                } else {
+                    let _ = a.send_message(&chunk[..usize::from(arg)]);
+                }
+            }
+            12 => {
+                if ab.len() >= 2 {
+                    ab.swap(0, 1);
+                }
+            }
+            _ => {
+                let _ = b.end();
+            }
+        }
+        // timers and transmits
+        for s in [&mut a, &mut b] {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(now);
+            }
+        }
+        for _ in 0..4096 {
+            let Some(n) = a.poll_transmit(now, &mut buf) else {
+                break;
+            };
+            if ab.len() < 10_000 {
+                ab.push_back(buf[..n].to_vec());
+            }
+        }
+        for _ in 0..4096 {
+            let Some(n) = b.poll_transmit(now, &mut buf) else {
+                break;
+            };
+            if ba.len() < 10_000 {
+                ba.push_back(buf[..n].to_vec());
+            }
+        }
+        // invariants
+        assert!(read <= written, "read {read} > written {written}");
+        assert!(a.unacked_bytes() <= cfg.send_buffer);
+        assert!(b.readable_bytes() <= cfg.recv_window as usize);
+        for s in [&a, &b] {
+            if let Some(t) = s.poll_timeout() {
+                assert!(
+                    t > now || s.closed().is_some() || s.wants_transmit(),
+                    "timer stuck in the past"
+                );
+            }
+        }
+    }
+}

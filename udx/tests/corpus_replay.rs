@@ -24,3 +24,8 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
 fn udx_packet_corpus_replays() {
     assert!(replay("udx_packet", udx::fuzzing::packet_roundtrip) > 0);
 }
+
+#[test]
+fn udx_stream_ops_corpus_replays() {
+    assert!(replay("udx_stream_ops", udx::fuzzing::stream_ops) > 0);
+}
