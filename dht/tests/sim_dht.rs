@@ -191,6 +191,15 @@ fn simulate(n: u32, queries: usize, seed: u64) -> (Report, Report) {
         "{n} nodes, {} replaced while querying",
         per_batch * batches
     ));
+    let before = LIVE.load(Ordering::Relaxed);
+    let count = net.nodes.len();
+    net.nodes.clear();
+    let freed = before - LIVE.load(Ordering::Relaxed);
+    println!(
+        "heap held by the {count} nodes themselves (freed when dropped): {:.1} MiB = {:.1} KiB per node",
+        freed as f64 / (1 << 20) as f64,
+        freed as f64 / 1024.0 / count as f64
+    );
     println!("total wall {:?}", wall.elapsed());
     (stable, churn)
 }
