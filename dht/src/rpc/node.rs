@@ -632,6 +632,40 @@ impl Node {
         )
     }
 
+    /// DELAYED_PING (`dht.delayedPing`): the remote answers after `delay_ms`; this request waits
+    /// `delay_ms + 1000` ms per transmission. `None` when `delay_ms` exceeds `max_ping_delay_ms`
+    /// (JS throws).
+    pub fn delayed_ping(
+        &mut self,
+        now: Instant,
+        to: SocketAddrV4,
+        delay_ms: u32,
+    ) -> Option<RequestId> {
+        if delay_ms > self.config.max_ping_delay_ms {
+            return None;
+        }
+        self.next_request += 1;
+        let id = RequestId(self.next_request);
+        let req = Request {
+            tid: 0,
+            to,
+            id: None,
+            token: None,
+            internal: true,
+            command: InternalCommand::DelayedPing.to_u64(),
+            target: None,
+            value: Some(delay_ms.to_le_bytes().to_vec()),
+        };
+        let timeout = Duration::from_millis(u64::from(delay_ms) + 1000);
+        if !self.create_request(now, to, None, req, 3, timeout, Owner::User(id), false) {
+            self.emit(Event::Response {
+                request: id,
+                result: Err(RequestError::TooManyRequests),
+            });
+        }
+        Some(id)
+    }
+
     /// An iterative FIND_NODE query for `target` (`dht.findNode`).
     pub fn find_node(&mut self, now: Instant, target: NodeId) -> QueryId {
         self.query(

@@ -251,3 +251,42 @@ fn garbage_and_short_datagrams_are_dropped() {
     assert!(n.poll_transmit().is_none());
     assert_eq!(n.stats().malformed, 5);
 }
+
+#[test]
+fn delayed_ping_round_trip_between_two_nodes() {
+    let start = Instant::now();
+    let mut a = persistent_node(start);
+    let mut b = Node::bootstrapper(Config::default(), addr(30_001), start, [2; 32]);
+    while b.poll_transmit().is_some() {}
+    assert!(
+        a.delayed_ping(start, addr(30_001), 20_000).is_none(),
+        "above maxPingDelay"
+    );
+    let id = a.delayed_ping(start, addr(30_001), 1500).unwrap();
+    let mut now = start;
+    let mut got = None;
+    while got.is_none() && now < start + Duration::from_secs(5) {
+        while let Some(t) = a.poll_transmit() {
+            b.handle_datagram(now, addr(30_000), &t.payload);
+        }
+        while let Some(t) = b.poll_transmit() {
+            a.handle_datagram(now, addr(30_001), &t.payload);
+        }
+        while let Some(e) = a.poll_event() {
+            if let Event::Response { request, result } = e {
+                assert_eq!(request, id);
+                got = Some((now, result));
+            }
+        }
+        now += Duration::from_millis(100);
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+    }
+    let (at, result) = got.unwrap();
+    assert!(result.is_ok());
+    assert!(
+        at >= start + Duration::from_millis(1500),
+        "answered after the delay, without a retry"
+    );
+    assert_eq!(a.stats().retries, 0);
+}
