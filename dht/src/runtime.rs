@@ -6,9 +6,11 @@
 //! through a bounded channel ([`COMMAND_QUEUE`]). Dropping every handle (or calling
 //! [`Dht::shutdown`]) stops the task. The node's randomness is seeded once from the OS RNG.
 //!
-//! The socket is behind the small [`DatagramSocket`] trait. Today it is a plain
-//! `tokio::net::UdpSocket`; when the `udx` crate's demultiplexing socket lands, implementing
-//! the trait for it is the one change needed to share the port with UDX streams.
+//! The socket is behind the small [`DatagramSocket`] trait. [`Dht::bind`] uses the `udx`
+//! crate's socket ([`UdxDatagrams`]): UDX stream packets go to their streams, every other
+//! datagram comes to the node through a bounded channel ([`DATAGRAM_QUEUE`]), so DHT traffic
+//! and streams share one UDP port; [`Dht::udx_socket`] hands out that socket for streams. A
+//! plain `tokio::net::UdpSocket` also implements the trait (see [`Dht::spawn`]).
 
 #![allow(clippy::disallowed_methods)] // the driver is where the clock and the OS RNG live
 
@@ -30,16 +32,19 @@ use crate::rpc::{
 pub const COMMAND_QUEUE: usize = 1024;
 /// User requests waiting for the application (bounded; beyond it they get no answer).
 pub const REQUEST_QUEUE: usize = 1024;
+/// Non-stream datagrams queued between the udx driver and the node (dropped beyond it).
+pub const DATAGRAM_QUEUE: usize = 4096;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_536;
 
-/// A UDP socket the driver can own. Implemented for `tokio::net::UdpSocket`.
-pub trait DatagramSocket: Send + Sync + 'static {
+/// A UDP socket the driver can own. Implemented for `tokio::net::UdpSocket` and
+/// [`UdxDatagrams`].
+pub trait DatagramSocket: Send + 'static {
     /// The bound local address.
     fn local_addr(&self) -> io::Result<SocketAddr>;
     /// Receives one datagram.
     fn recv_from<'a>(
-        &'a self,
+        &'a mut self,
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a;
     /// Sends one datagram.
@@ -47,7 +52,7 @@ pub trait DatagramSocket: Send + Sync + 'static {
         &'a self,
         buf: &'a [u8],
         to: SocketAddr,
-    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a;
 }
 
 impl DatagramSocket for tokio::net::UdpSocket {
@@ -55,17 +60,52 @@ impl DatagramSocket for tokio::net::UdpSocket {
         tokio::net::UdpSocket::local_addr(self)
     }
     fn recv_from<'a>(
-        &'a self,
+        &'a mut self,
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a {
         tokio::net::UdpSocket::recv_from(self, buf)
     }
-    fn send_to<'a>(
-        &'a self,
-        buf: &'a [u8],
-        to: SocketAddr,
-    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+    async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<()> {
         tokio::net::UdpSocket::send_to(self, buf, to)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The non-stream side of a `udx` socket: datagrams that are not packets of a live UDX stream.
+#[derive(Debug)]
+pub struct UdxDatagrams {
+    socket: udx::socket::Socket,
+    rx: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+}
+
+impl UdxDatagrams {
+    /// Takes over `socket`'s message handler (queue of `capacity` datagrams).
+    pub fn new(socket: udx::socket::Socket, capacity: usize) -> Self {
+        let rx = socket.datagram_channel(capacity);
+        Self { socket, rx }
+    }
+}
+
+impl DatagramSocket for UdxDatagrams {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.socket.local_addr())
+    }
+    async fn recv_from(&mut self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let Some((d, from)) = self.rx.recv().await else {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "udx socket closed",
+            ));
+        };
+        let n = d.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), d.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        Ok((n, from))
+    }
+    async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<()> {
+        self.socket.send_to(buf, to).await.map_err(io::Error::other)
     }
 }
 
@@ -134,6 +174,7 @@ pub struct Dht {
     tx: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
     requests: Arc<tokio::sync::Mutex<mpsc::Receiver<IncomingRequest>>>,
+    udx: Option<udx::socket::Socket>,
 }
 
 impl std::fmt::Debug for Command {
@@ -149,6 +190,13 @@ fn v4(a: SocketAddr) -> Result<SocketAddrV4, DhtError> {
     }
 }
 
+fn bind_udx(addr: SocketAddrV4) -> Result<(udx::socket::Socket, SocketAddrV4), DhtError> {
+    let socket = udx::socket::Socket::bind(SocketAddr::V4(addr))
+        .map_err(|e| DhtError::Bind(io::Error::other(e)))?;
+    let local = v4(socket.local_addr())?;
+    Ok((socket, local))
+}
+
 fn seed() -> [u8; 32] {
     let mut s = [0u8; 32];
     OsRng.fill_bytes(&mut s);
@@ -156,13 +204,24 @@ fn seed() -> [u8; 32] {
 }
 
 impl Dht {
-    /// Binds `addr` (port 0 = any) and starts a node with `config`.
+    /// Binds a udx socket on `addr` (port 0 = any) and starts a node with `config` on it.
     pub async fn bind(addr: SocketAddrV4, config: Config) -> Result<Self, DhtError> {
-        let socket = tokio::net::UdpSocket::bind(addr).await?;
-        let local = v4(DatagramSocket::local_addr(&socket)?)?;
+        let (socket, local) = bind_udx(addr)?;
         let now = tokio::time::Instant::now().into_std();
         let node = Node::new(config, local.port(), now, seed());
-        Ok(Self::spawn(socket, local, node))
+        let mut dht = Self::spawn(
+            UdxDatagrams::new(socket.clone(), DATAGRAM_QUEUE),
+            local,
+            node,
+        );
+        dht.udx = Some(socket);
+        Ok(dht)
+    }
+
+    /// The udx socket the node runs on (for UDX streams on the DHT's port), when bound with
+    /// [`Dht::bind`] or [`Dht::bootstrapper`].
+    pub fn udx_socket(&self) -> Option<&udx::socket::Socket> {
+        self.udx.as_ref()
     }
 
     /// Binds `bind` and starts a bootstrap node reachable at `public`
@@ -172,12 +231,17 @@ impl Dht {
         public: SocketAddrV4,
         config: Config,
     ) -> Result<Self, DhtError> {
-        let socket = tokio::net::UdpSocket::bind(bind).await?;
-        let local = v4(DatagramSocket::local_addr(&socket)?)?;
+        let (socket, local) = bind_udx(bind)?;
         let public = SocketAddrV4::new(*public.ip(), local.port());
         let now = tokio::time::Instant::now().into_std();
         let node = Node::bootstrapper(config, public, now, seed());
-        Ok(Self::spawn(socket, local, node))
+        let mut dht = Self::spawn(
+            UdxDatagrams::new(socket.clone(), DATAGRAM_QUEUE),
+            local,
+            node,
+        );
+        dht.udx = Some(socket);
+        Ok(dht)
     }
 
     /// Drives `node` over `socket` in a new task.
@@ -197,6 +261,7 @@ impl Dht {
             tx,
             status: status_rx,
             requests: Arc::new(tokio::sync::Mutex::new(req_rx)),
+            udx: None,
         }
     }
 
@@ -314,7 +379,7 @@ impl Dht {
 }
 
 async fn drive<S: DatagramSocket>(
-    socket: S,
+    mut socket: S,
     mut node: Node,
     mut rx: mpsc::Receiver<Command>,
     status: watch::Sender<Status>,
@@ -378,6 +443,8 @@ async fn drive<S: DatagramSocket>(
                         }
                     }
                     Ok(_) => {}
+                    // The udx socket was closed under us: nothing more will arrive.
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
                     Err(e) => tracing::debug!("recv failed: {e}"),
                 }
             }

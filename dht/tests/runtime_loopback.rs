@@ -90,3 +90,37 @@ async fn nodes_over_udp_find_each_other_and_serve_user_commands() {
         d.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn udx_streams_share_the_dht_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let boot = Dht::bootstrapper(local(), local(), Config::default())
+        .await
+        .unwrap();
+    boot.ready().await.unwrap();
+    let c = Config {
+        bootstrap: vec![boot.local_addr()],
+        ephemeral: Some(false),
+        ..Config::default()
+    };
+    let node = Dht::bind(local(), c).await.unwrap();
+    node.ready().await.unwrap();
+    let (a, b) = (boot.udx_socket().unwrap(), node.udx_socket().unwrap());
+    let sa = a.create_stream(1).unwrap();
+    let sb = b.create_stream(2).unwrap();
+    sa.connect(2, std::net::SocketAddr::V4(node.local_addr()))
+        .unwrap();
+    sb.connect(1, std::net::SocketAddr::V4(boot.local_addr()))
+        .unwrap();
+    let mut sa = sa;
+    let mut sb = sb;
+    sa.write_all(b"stream bytes on the DHT port").await.unwrap();
+    let mut buf = [0u8; 28];
+    sb.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"stream bytes on the DHT port");
+    // and the DHT still answers on the same port
+    let pong = node.ping(boot.local_addr()).await.unwrap();
+    assert_eq!(pong.from_id, Some(node_id(&boot.local_addr())));
+    node.shutdown().await;
+    boot.shutdown().await;
+}
