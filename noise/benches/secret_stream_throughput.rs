@@ -76,7 +76,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
     let total = mib * 1024 * 1024;
-    let sizes = [1024usize, 16 * 1024, 64 * 1024, 1024 * 1024];
+    let sizes = [
+        64usize,
+        256,
+        1024,
+        4 * 1024,
+        16 * 1024,
+        64 * 1024,
+        1024 * 1024,
+    ];
     rust_run(16 * 1024, 16 * 1024 * 1024); // warm-up
     let rust: Vec<f64> = sizes.iter().map(|&s| rust_run(s, total)).collect();
 
@@ -122,8 +130,10 @@ fn main() {
     for ((size, r), j) in sizes.iter().zip(&rust).zip(&js) {
         let label = if *size >= 1024 * 1024 {
             format!("{} MiB", size / (1024 * 1024))
-        } else {
+        } else if *size >= 1024 {
             format!("{} KiB", size / 1024)
+        } else {
+            format!("{size} B")
         };
         match j {
             Some(j) => println!("| {label} | {r:.0} | {j:.0} | {:.2}x |", r / j),

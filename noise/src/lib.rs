@@ -21,6 +21,7 @@
 
 pub mod crypto;
 pub mod handshake;
+mod poly1305;
 pub mod secret_stream;
 pub mod secretstream;
 
