@@ -290,3 +290,82 @@ fn delayed_ping_round_trip_between_two_nodes() {
     );
     assert_eq!(a.stats().retries, 0);
 }
+
+/// Addresses whose ids fall in row 0 of `n`'s table.
+fn row0_addrs(n: &Node, count: usize, base: u16) -> Vec<SocketAddrV4> {
+    let me = n.id().unwrap();
+    (base..u16::MAX)
+        .map(addr)
+        .filter(|a| routing::row_of(&me, &node_id(a)) == 0)
+        .take(count)
+        .collect()
+}
+
+fn full_row_setup() -> (Node, Instant, Vec<SocketAddrV4>, SocketAddrV4) {
+    let start = Instant::now();
+    let mut n = persistent_node(start);
+    let members = row0_addrs(&n, 21, 31_000);
+    let (members, newcomer) = (members[..20].to_vec(), members[20]);
+    for a in &members {
+        n.add_node(start, *a);
+    }
+    assert_eq!(n.table().row_nodes(&node_id(&members[0])).len(), 20);
+    (n, start, members, newcomer)
+}
+
+fn ping_from(n: &mut Node, now: Instant, from: SocketAddrV4) {
+    let mut r = req(77, true, 0);
+    r.id = Some(node_id(&from));
+    n.handle_datagram(now, from, &r.to_bytes());
+}
+
+#[test]
+fn full_row_replaces_a_silent_oldest_member_with_the_newcomer() {
+    let (mut n, start, members, newcomer) = full_row_setup();
+    let now = start + Duration::from_secs(10);
+    n.handle_timeout(now);
+    while n.poll_transmit().is_some() {}
+    ping_from(&mut n, now, newcomer);
+    let pinged: Vec<SocketAddrV4> = std::iter::from_fn(|| n.poll_transmit())
+        .filter(|t| matches!(Message::from_bytes(&t.payload), Ok(Message::Request(_))))
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(pinged.len(), 1, "one re-ping of the oldest member");
+    assert!(members.contains(&pinged[0]));
+    assert!(!n.to_array().contains(&newcomer));
+    // the oldest never answers: after 4 transmissions it is swapped for the newcomer
+    for ms in (250..=4500).step_by(250) {
+        n.handle_timeout(now + Duration::from_millis(ms));
+    }
+    let t = n.to_array();
+    assert!(t.contains(&newcomer));
+    assert!(!t.contains(&pinged[0]));
+    // (periodic liveness checks may drop other silent members meanwhile)
+    assert!(n.table().len() <= 20);
+}
+
+#[test]
+fn full_row_keeps_an_oldest_member_that_answers() {
+    let (mut n, start, _members, newcomer) = full_row_setup();
+    let now = start + Duration::from_secs(10);
+    n.handle_timeout(now);
+    while n.poll_transmit().is_some() {}
+    ping_from(&mut n, now, newcomer);
+    let t = n.poll_transmit().unwrap();
+    let Ok(Message::Request(ping)) = Message::from_bytes(&t.payload) else {
+        panic!("expected the re-ping")
+    };
+    let res = Response {
+        tid: ping.tid,
+        to: addr(30_000),
+        id: Some(node_id(&t.to)),
+        token: None,
+        closer_nodes: vec![],
+        error: 0,
+        value: None,
+    };
+    n.handle_datagram(now, t.to, &res.to_bytes());
+    let table = n.to_array();
+    assert!(table.contains(&t.to), "the member that answered stays");
+    assert!(!table.contains(&newcomer));
+}
