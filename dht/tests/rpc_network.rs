@@ -148,3 +148,54 @@ fn adaptive_node_passes_the_firewall_check_then_turns_persistent_after_twenty_mi
             >= 3
     );
 }
+
+#[test]
+fn commit_phase_resends_the_command_with_each_closest_nodes_token() {
+    let (mut net, addrs) = network(6, 30);
+    for n in net.nodes.values_mut() {
+        n.register_command(9);
+    }
+    let at = addrs[0];
+    let target = net.rng.bytes32();
+    let now = net.now;
+    let q = net.nodes.get_mut(&at).unwrap().query(
+        now,
+        dht::rpc::QueryOpts {
+            internal: false,
+            command: 9,
+            value: Some(b"put".to_vec()),
+            commit: true,
+            ..dht::rpc::QueryOpts::new(target)
+        },
+    );
+    // kick the shuttle so the first datagrams leave
+    net.run_for(Duration::from_millis(1));
+    let out = net
+        .wait_query(at, q, Duration::from_secs(60))
+        .expect("finished")
+        .expect("ok");
+    assert_eq!(out.closest_replies.len(), 20);
+    let with_token: Vec<_> = net
+        .user_requests
+        .iter()
+        .filter(|(_, r)| r.token.is_some())
+        .collect();
+    assert_eq!(
+        with_token.len(),
+        20,
+        "one commit per closest reply, each with that node's token"
+    );
+    for (node, r) in &with_token {
+        assert!(out.closest_replies.iter().any(|c| c.from == *node));
+        assert_eq!(r.value.as_deref(), Some(&b"put"[..]));
+        assert_eq!(r.target, Some(target));
+    }
+    // the walk itself used no tokens
+    assert!(
+        net.user_requests
+            .iter()
+            .filter(|(_, r)| r.token.is_none())
+            .count()
+            >= 20
+    );
+}

@@ -53,6 +53,9 @@ pub struct Net {
     pub latency_ms: (u64, u64),
     pub loss_permille: u64,
     pub delivered: u64,
+    /// User requests seen by each node (answered at once with value `b"ok"`, token and closer
+    /// nodes, as a hyperdht handler would).
+    pub user_requests: Vec<(SocketAddrV4, dht::rpc::IncomingRequest)>,
 }
 
 pub fn addr_of(i: u32) -> SocketAddrV4 {
@@ -79,6 +82,7 @@ impl Net {
             latency_ms: (5, 40),
             loss_permille: 0,
             delivered: 0,
+            user_requests: Vec::new(),
         }
     }
 
@@ -135,8 +139,14 @@ impl Net {
                 key,
             )));
         }
+        let mut answered = false;
         while let Some(e) = node.poll_event() {
             match e {
+                Event::Request(r) => {
+                    node.reply(&r, Some(b"ok".to_vec()), true, true);
+                    self.user_requests.push((addr, r));
+                    answered = true;
+                }
                 Event::QueryDone { query, result } => {
                     self.done.insert((addr, query), result);
                 }
@@ -154,6 +164,9 @@ impl Net {
         }
         if let Some(t) = node.poll_timeout() {
             self.timers.push(Reverse((t, addr)));
+        }
+        if answered {
+            self.after(addr);
         }
     }
 
