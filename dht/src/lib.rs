@@ -5,11 +5,15 @@
 //! - [`codec`]: compact-encoding primitives ([`codec::Reader`], [`codec::Writer`]) and the
 //!   [`codec::Encode`] / [`codec::Decode`] traits every wire type implements.
 //! - [`rpc::wire`]: dht-rpc request/response datagrams.
+//! - [`rpc::Node`]: the sans-IO dht-rpc node (routing table, tokens, queries, handlers,
+//!   bootstrap, ephemeral → persistent); `runtime` (feature `tokio`) drives it over the `udx`
+//!   socket, and the `hyperdht` binary (feature `cli`) is a drop-in for JS's.
 //! - [`hyper::messages`]: hyperdht message values.
 //! - [`crypto`]: node ids, namespaces, key pairs, announce and mutable signatures.
 //!
 //! Contract: decoders take untrusted bytes, never panic, and return a [`codec::DecodeError`]
-//! with the offset of the failing field. Nothing in this crate does I/O.
+//! with the offset of the failing field. Nothing in this crate does I/O except `runtime`
+//! (feature `tokio`); the cores take time as an argument and randomness from an injected seed.
 
 pub mod codec;
 pub mod crypto;
