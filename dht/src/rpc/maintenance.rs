@@ -209,8 +209,12 @@ impl Node {
         if self.tick & 7 == 0 {
             self.ping_some(now);
         }
-        self.refresh_ticks -= 1;
-        if (self.tick & 63 == 0 && self.table.len() < self.table.k()) || self.refresh_ticks <= 0 {
+        // JS short-circuits: `--_refreshTicks` only runs when the first condition is false.
+        let small_table_refresh = self.tick & 63 == 0 && self.table.len() < self.table.k();
+        if small_table_refresh || {
+            self.refresh_ticks -= 1;
+            self.refresh_ticks <= 0
+        } {
             self.refresh(now);
         }
         self.down_hints_sent = 0;
