@@ -105,7 +105,19 @@ pub fn transfer(
     back: LinkConfig,
     limit: Duration,
 ) -> Outcome {
-    let mut p = Pair::new(seed, Config::default());
+    transfer_with(Config::default(), seed, size, link, back, limit)
+}
+
+/// [`transfer`] with a custom stream configuration on both ends.
+pub fn transfer_with(
+    cfg: Config,
+    seed: u64,
+    size: u64,
+    link: LinkConfig,
+    back: LinkConfig,
+    limit: Duration,
+) -> Outcome {
+    let mut p = Pair::new(seed, cfg);
     p.set_link(link, back);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut written = 0u64;

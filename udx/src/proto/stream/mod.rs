@@ -12,8 +12,11 @@
 //! - send buffer (unsent + unacknowledged bytes) <= [`Config::send_buffer`] (default 4 MiB +
 //!   256 KiB: `UDX_DEFAULT_RWND_MAX` plus `UDX_HIGH_WATERMARK`);
 //! - in-flight table <= congestion window <= [`MAX_CWND`](super::congestion::MAX_CWND) packets;
-//! - receive buffer + out-of-order buffer <= [`Config::recv_window`] (`UDX_DEFAULT_RWND_MAX`,
-//!   4 MiB), out-of-order packets only within [`MAX_OOO_DISTANCE`] of `ack`;
+//! - in-order receive buffer <= [`Config::recv_window`] (`UDX_DEFAULT_RWND_MAX`, 4 MiB) before
+//!   a packet is appended, out-of-order buffer <= `recv_window` as well (a libudx sender
+//!   keeps SACKed packets outside its window, so they can exceed it), and draining it may
+//!   add one `recv_window`: at most 2 x `recv_window` buffered; out-of-order packets only
+//!   within [`MAX_OOO_DISTANCE`] of `ack`;
 //! - SACK blocks per ACK <= [`MAX_SACKS`] (`UDX_MAX_SACKS` 50);
 //! - queued outgoing messages <= [`MAX_QUEUED_MESSAGES`], queued events <= [`MAX_EVENTS`].
 
@@ -689,13 +692,15 @@ impl Stream {
 
     fn on_data(&mut self, seq: u32, end: bool, payload: &[u8]) {
         let dist = seq.wrapping_sub(self.ack);
-        let room =
-            (self.cfg.recv_window as usize).saturating_sub(self.recv_buf.len() + self.ooo_bytes);
+        let window = self.cfg.recv_window as usize;
         if self.remote_end_seq.is_some_and(|e| seq_lt(e, seq)) {
             return; // past the peer's END: bogus
         }
         if dist == 0 {
-            if payload.len() > room {
+            // The next in-order packet is refused only when the application is not reading;
+            // never because of the out-of-order buffer, which it drains (refusing it there
+            // deadlocks a sender whose SACKed packets fill our buffer).
+            if self.recv_buf.len() + payload.len() > window {
                 self.stats.recv_dropped += 1;
                 return;
             }
@@ -714,7 +719,7 @@ impl Stream {
                 self.stats.duplicates += 1;
                 return;
             }
-            if payload.len() > room {
+            if self.ooo_bytes + payload.len() > window {
                 self.stats.recv_dropped += 1;
                 return;
             }
@@ -1023,7 +1028,8 @@ impl Stream {
             if self.closed.is_some() {
                 return;
             }
-        } else if self.tlp_at.is_some_and(|t| now >= t) {
+        }
+        if self.tlp_at.is_some_and(|t| now >= t) {
             self.tlp_at = None;
             self.on_tlp(now);
         }
@@ -1041,6 +1047,14 @@ impl Stream {
     fn on_rto(&mut self, now: Instant) {
         self.stats.rto_expiries += 1;
         let max = self.cfg.max_rto_timeouts;
+        if self.inflight.iter().all(|p| p.sacked) {
+            // Everything SACKed yet never cumulatively acknowledged: the SACKs were wrong (a
+            // reneging or spoofing peer). Forget them, as TCP does on RTO (RFC 2018 8).
+            for p in self.inflight.iter_mut() {
+                p.sacked = false;
+            }
+            self.sacked_count = 0;
+        }
         let Some(front) = self.inflight.iter_mut().find(|p| !p.sacked) else {
             self.rto_at = None;
             return;
