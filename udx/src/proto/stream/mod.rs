@@ -887,9 +887,10 @@ impl Stream {
         seq: u32,
         latest: &mut Option<(Instant, u32)>,
     ) {
-        if p.transmits == 1 {
+        if p.transmits == 1 && !p.lost {
             // One RTT sample per ACK, from the newest never-retransmitted packet it covers:
-            // older ones may have waited on lost ACKs and would inflate the estimate.
+            // older ones may have waited on lost ACKs and would inflate the estimate. A packet
+            // already declared lost (e.g. by an RTO across a blackhole) gives no sample.
             if self.rtt_candidate.is_none_or(|t| p.sent_at > t) {
                 self.rtt_candidate = Some(p.sent_at);
             }
