@@ -2,10 +2,12 @@
 //!
 //! `cargo bench -p noise --bench secret_stream_throughput` (release build). For each message
 //! size, one [`noise::SecretStream`] frames and encrypts messages and its peer parses and
-//! decrypts them (sans-IO core, no sockets); then `interop-tests/js/secret-stream-bench.js`
-//! does the same with two `@hyperswarm/secret-stream` instances joined in memory, and the
-//! ratio is printed. The JS side needs `npm ci` in `interop-tests/js` (skipped with a note
-//! otherwise). Environment: `NOISE_BENCH_MB` (default 256) plaintext MiB per size.
+//! decrypts them (sans-IO core, no sockets); `interop-tests/js/secret-stream-bench.js` does
+//! the same with two `@hyperswarm/secret-stream` instances joined in memory. Rust and JS
+//! alternate per size and round; medians and the ratio are printed as a Markdown table. The
+//! JS side needs `npm ci` in `interop-tests/js` (skipped with a note otherwise).
+//! Environment: `NOISE_BENCH_MB` (default 128) plaintext MiB per measurement,
+//! `NOISE_BENCH_ROUNDS` (default 3).
 
 use std::process::Command;
 use std::time::Instant;
@@ -69,12 +71,51 @@ fn rust_run(size: usize, total: usize) -> f64 {
     received as f64 / secs / 1e6
 }
 
+/// One JS measurement of `size` (the script warms up first); `None` when node or the
+/// packages are missing.
+fn js_run(size: usize, total: usize) -> Option<f64> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../interop-tests/js/secret-stream-bench.js"
+    );
+    let out = Command::new("node")
+        .args([script, &size.to_string(), &total.to_string()])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().next()?;
+            serde_json::from_str::<serde_json::Value>(line).ok()?["mbPerSec"].as_f64()
+        }
+        Ok(out) => {
+            eprintln!(
+                "JS bench failed (run `npm ci` in interop-tests/js): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("cannot run node: {e}");
+            None
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; ignore arguments
+    // `cargo bench` passes `--bench`; arguments are ignored
     let mib: usize = std::env::var("NOISE_BENCH_MB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+        .unwrap_or(128);
+    let rounds: usize = std::env::var("NOISE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let total = mib * 1024 * 1024;
     let sizes = [
         64usize,
@@ -86,58 +127,46 @@ fn main() {
         1024 * 1024,
     ];
     rust_run(16 * 1024, 16 * 1024 * 1024); // warm-up
-    let rust: Vec<f64> = sizes.iter().map(|&s| rust_run(s, total)).collect();
 
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../interop-tests/js/secret-stream-bench.js"
+    // Rust and JS alternate per size and round, so load changes on a shared machine hit both.
+    println!(
+        "secret-stream encrypt+decrypt, one process, {mib} MiB plaintext per measurement, \
+         median of {rounds} alternating Rust/JS rounds"
     );
-    let mut args = vec![script.to_string()];
-    for s in sizes {
-        args.push(s.to_string());
-        args.push(total.to_string());
-    }
-    let js: Vec<Option<f64>> = match Command::new("node").args(&args).output() {
-        Ok(out) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut v: Vec<Option<f64>> = text
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|j| j["mbPerSec"].as_f64())
-                })
-                .collect();
-            v.resize(sizes.len(), None);
-            v
+    println!("| message size | Rust MB/s | JS MB/s | Rust / JS | Rust rounds | JS rounds |");
+    println!("|---:|---:|---:|---:|---|---|");
+    for size in sizes {
+        let mut r = Vec::new();
+        let mut j = Vec::new();
+        for _ in 0..rounds {
+            r.push(rust_run(size, total));
+            if let Some(x) = js_run(size, total) {
+                j.push(x);
+            }
         }
-        Ok(out) => {
-            eprintln!(
-                "JS bench failed (run `npm ci` in interop-tests/js): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            vec![None; sizes.len()]
-        }
-        Err(e) => {
-            eprintln!("cannot run node: {e}");
-            vec![None; sizes.len()]
-        }
-    };
-
-    println!("secret-stream encrypt+decrypt, one process, {mib} MiB plaintext per size");
-    println!("| message size | Rust MB/s | JS MB/s | Rust / JS |");
-    println!("|---:|---:|---:|---:|");
-    for ((size, r), j) in sizes.iter().zip(&rust).zip(&js) {
-        let label = if *size >= 1024 * 1024 {
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let label = if size >= 1024 * 1024 {
             format!("{} MiB", size / (1024 * 1024))
-        } else if *size >= 1024 {
+        } else if size >= 1024 {
             format!("{} KiB", size / 1024)
         } else {
             format!("{size} B")
         };
-        match j {
-            Some(j) => println!("| {label} | {r:.0} | {j:.0} | {:.2}x |", r / j),
-            None => println!("| {label} | {r:.0} | n/a | n/a |"),
+        let (rs, js) = (fmt(&r), fmt(&j));
+        let rm = median(&mut r);
+        if j.is_empty() {
+            println!("| {label} | {rm:.0} | n/a | n/a | {rs} | |");
+        } else {
+            let jm = median(&mut j);
+            println!(
+                "| {label} | {rm:.0} | {jm:.0} | {:.2}x | {rs} | {js} |",
+                rm / jm
+            );
         }
     }
 }
