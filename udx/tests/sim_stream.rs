@@ -203,7 +203,7 @@ fn sim_small_receive_window_with_loss_never_deadlocks() {
     for i in 0..seeds() {
         let seed = 0x5A11 + i;
         let cfg = udx::proto::Config {
-            recv_window: 64 * 1024,
+            recv_window: 16 * 1024,
             ..Default::default()
         };
         let l = lossy(Loss::Random(0.05));
