@@ -14,6 +14,7 @@ pub const MIN_CWND: f64 = 4.0;
 /// packets is 3,641; we allow 16,384 so a larger peer window still fills).
 pub const MAX_CWND: f64 = 16_384.0;
 const BETA: f64 = 0.7;
+const RANDOM_LOSS_BETA: f64 = 0.9;
 const C: f64 = 0.4;
 
 /// CUBIC state.
@@ -87,10 +88,14 @@ impl Cubic {
         self.cwnd = self.cwnd.min(MAX_CWND);
     }
 
-    /// A loss event (once per recovery episode).
-    pub fn on_loss(&mut self) {
+    /// A loss event (once per recovery episode). `queue_empty` says the RTT showed no
+    /// queueing when the loss was found, so the loss is more likely random than congestion:
+    /// the window then backs off by 10 % instead of 30 % (the idea of TCP Veno), which keeps
+    /// a lossy but uncongested path (Wi-Fi, a 5 % netem-style drop) usable.
+    pub fn on_loss(&mut self, queue_empty: bool) {
+        let beta = if queue_empty { RANDOM_LOSS_BETA } else { BETA };
         self.w_max = self.cwnd;
-        self.cwnd = (self.cwnd * BETA).max(MIN_CWND);
+        self.cwnd = (self.cwnd * beta).max(MIN_CWND);
         self.ssthresh = self.cwnd;
         self.k = ((self.w_max - self.cwnd) / C).cbrt();
         self.epoch_start = None;

@@ -963,7 +963,10 @@ impl Stream {
         if lost_any && self.ca == CaState::Open {
             self.ca = CaState::Recovery;
             self.high_seq = self.seq.wrapping_sub(1);
-            self.cc.on_loss();
+            let min = self.rtt.min_rtt();
+            let queue_empty =
+                !min.is_zero() && self.rtt.latest() <= min + min / 4 + Duration::from_millis(1);
+            self.cc.on_loss(queue_empty);
             self.stats.loss_events += 1;
         }
     }
