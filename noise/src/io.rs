@@ -14,7 +14,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,6 +35,13 @@ pub struct SecretStreamIo<S> {
     // The read path flushes only handshake frames and keepalives: a raw stream keeps one write
     // waker, so a reader flushing data frames would steal the wake-up of a writer task.
     read_path_flush: bool,
+    // Split halves share one raw stream: while the handshake runs, whichever half reads may
+    // take the other's wake-up, so each half parks its waker here and the other wakes it.
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    // progress counters: raw bytes written / read, to wake the other half only on progress
+    flushed: u64,
+    filled: u64,
 }
 
 fn to_io(e: StreamError) -> io::Error {
@@ -63,6 +70,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
             read_eof: false,
             keep_alive: None,
             read_path_flush: false,
+            read_waker: None,
+            write_waker: None,
+            flushed: 0,
+            filled: 0,
         }
     }
 
@@ -136,6 +147,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         .await
     }
 
+    fn park_writer<T>(&mut self, cx: &Context<'_>, p: Poll<T>) -> Poll<T> {
+        if p.is_pending() {
+            self.write_waker = Some(cx.waker().clone());
+        }
+        p
+    }
+
+    /// Wakes the parked write half if the read path moved outgoing bytes or connected.
+    fn wake_writer_if(&mut self, flushed_before: u64) {
+        if self.flushed != flushed_before || self.core.is_connected() {
+            if let Some(w) = self.write_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Wakes the parked read half if the write path consumed raw input.
+    fn wake_reader_if(&mut self, filled_before: u64) {
+        if self.filled != filled_before || !self.pending.is_empty() {
+            if let Some(w) = self.read_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
     fn refresh_keep_alive(&mut self) {
         if let Some((d, sleep)) = self.keep_alive.as_mut() {
             sleep.as_mut().reset(tokio::time::Instant::now() + *d);
@@ -166,6 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.core.consume_outgoing(n);
+            self.flushed += n as u64;
         }
         Poll::Ready(Ok(()))
     }
@@ -182,8 +219,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         if n == 0 {
             self.read_eof = true;
             self.core.feed_eof();
+            self.filled += 1;
         } else {
             self.core.input_filled(n);
+            self.filled += n as u64;
         }
         Poll::Ready(Ok(()))
     }
@@ -191,6 +230,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     /// The next message from the core, reading (and flushing handshake replies) as needed.
     /// `Ready(Ok(None))` at a clean end.
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<&[u8]>>> {
+        let before = self.flushed;
+        let r = self.poll_next_inner(cx);
+        self.wake_writer_if(before);
+        match ready!(r)? {
+            // Re-borrow the message poll_message just returned (a borrow cannot leave the loop).
+            true => Poll::Ready(Ok(Some(self.core.last_message()))),
+            false => Poll::Ready(Ok(None)),
+        }
+    }
+
+    /// `Ready(Ok(true))` when a message is available through `core.last_message()`,
+    /// `Ready(Ok(false))` at a clean end.
+    fn poll_next_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
             self.poll_keep_alive(cx);
             let got = match self.core.poll_message() {
@@ -206,19 +258,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
                 }
             }
             if got {
-                break;
+                return Poll::Ready(Ok(true));
             }
             if self.core.is_finished() {
-                return Poll::Ready(Ok(None));
+                return Poll::Ready(Ok(false));
             }
             ready!(self.poll_fill(cx))?;
         }
-        // Re-borrow the message poll_message just returned (a borrow cannot leave the loop).
-        Poll::Ready(Ok(Some(self.core.last_message())))
     }
 
     /// Drives the handshake until our keys exist.
     fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let before = self.filled;
+        let r = self.poll_connected_inner(cx);
+        self.wake_reader_if(before);
+        r
+    }
+
+    fn poll_connected_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             if let Some(e) = self.core.error() {
                 return Poll::Ready(Err(to_io(e.clone())));
@@ -264,7 +321,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SecretStreamIo<S> {
                 return Poll::Ready(Ok(()));
             }
             let remaining = buf.remaining();
-            match ready!(this.poll_next_message(cx))? {
+            let next = match this.poll_next_message(cx) {
+                Poll::Pending => {
+                    this.read_waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(r) => r,
+            };
+            match next? {
                 None => return Poll::Ready(Ok(())),
                 Some([]) => continue,
                 Some(m) => {
@@ -289,10 +353,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecretStreamIo<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_connected(cx))?;
+        if this.poll_connected(cx).is_pending() {
+            this.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        if let Some(e) = this.core.error() {
+            return Poll::Ready(Err(to_io(e.clone())));
+        }
         this.poll_keep_alive(cx);
         if this.core.outgoing().len() >= Self::HIGH_WATER {
-            ready!(this.poll_flush_out(cx))?;
+            let p = this.poll_flush_out(cx);
+            ready!(this.park_writer(cx, p))?;
         }
         let n = data.len().min(Self::MAX_WRITE_CHUNK);
         this.core
@@ -308,14 +379,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecretStreamIo<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_flush_out(cx))?;
+        let p = this.poll_flush_out(cx);
+        ready!(this.park_writer(cx, p))?;
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_connected(cx))?;
-        ready!(this.poll_flush_out(cx))?;
+        if this.poll_connected(cx).is_pending() {
+            this.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        if let Some(e) = this.core.error() {
+            return Poll::Ready(Err(to_io(e.clone())));
+        }
+        let p = this.poll_flush_out(cx);
+        ready!(this.park_writer(cx, p))?;
         this.keep_alive = None;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }

@@ -129,3 +129,28 @@ async fn corrupted_frame_fails_reader_with_decrypt_error() {
     assert_eq!(stream_error(&err), Some(&StreamError::Decrypt), "{err}");
     let _ = writer.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halves_split_before_the_handshake_both_make_progress() {
+    let (a, b) = pair(1024);
+    let run = |s: SecretStreamIo<tokio::io::DuplexStream>, tag: u8| async move {
+        let (mut r, mut w) = tokio::io::split(s);
+        let writer = tokio::spawn(async move {
+            w.write_all(&vec![tag; 100_000]).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        got
+    };
+    let ta = tokio::spawn(run(a, 1));
+    let tb = tokio::spawn(run(b, 2));
+    let (ga, gb) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        (ta.await.unwrap(), tb.await.unwrap())
+    })
+    .await
+    .expect("split halves stalled during the handshake");
+    assert_eq!(ga, vec![2; 100_000]);
+    assert_eq!(gb, vec![1; 100_000]);
+}
