@@ -248,3 +248,36 @@ fn udx_destroy_both_ways() {
         assert_eq!(s2.closed().await, Err(StreamError::Reset));
     });
 }
+
+/// Our socket as a blind relay between two udx-native peers (libudx `relayTo` semantics: ids
+/// rewritten, everything else forwarded unchanged): 16 MiB A -> B, END both ways, clean close.
+#[test]
+fn udx_rust_relays_between_two_js_peers() {
+    rt().block_on(async {
+        let relay = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (mut a, a_addr) = js_peer(&relay, 1, 11);
+        let (mut b, b_addr) = js_peer(&relay, 2, 12);
+        let r1 = relay.create_stream(11).unwrap();
+        let r2 = relay.create_stream(12).unwrap();
+        r1.connect(1, a_addr).unwrap();
+        r2.connect(2, b_addr).unwrap();
+        r1.relay_to(&r2).unwrap();
+        r2.relay_to(&r1).unwrap();
+        let total = 16 * MIB;
+        a.send_json(&json!({"cmd": "send", "bytes": total}))
+            .unwrap();
+        let mut seen = Vec::new();
+        let sent = tokio::task::block_in_place(|| wait_event(&mut a, "sent", &mut seen));
+        let end = tokio::task::block_in_place(|| wait_event(&mut b, "end", &mut seen));
+        assert_eq!(end["bytes"].as_u64(), Some(total));
+        assert_eq!(end["sha256"], sent["sha256"]);
+        // B ends on 'end'; A sees EOF and both close.
+        tokio::task::block_in_place(|| wait_event(&mut a, "end", &mut seen));
+        tokio::task::block_in_place(|| wait_event(&mut a, "close", &mut seen));
+        tokio::task::block_in_place(|| wait_event(&mut b, "close", &mut seen));
+        assert!(
+            !seen.iter().any(|v| v["event"] == "error"),
+            "JS errors: {seen:?}"
+        );
+    });
+}
