@@ -842,8 +842,10 @@ impl Stream {
                 .rack_xmit
                 .is_none_or(|x| t > x || (t == x && seq_lt(self.rack_seq, s)))
         {
+            // RACK.rtt belongs to the packet RACK.xmit_ts comes from (RFC 8985 6.2 step 2).
             self.rack_xmit = Some(t);
             self.rack_seq = s;
+            self.rack_rtt = now.saturating_duration_since(t);
         }
         if self.ca != CaState::Open && seq_lt(self.high_seq, self.remote_acked) {
             self.ca = CaState::Open;
@@ -909,7 +911,6 @@ impl Stream {
         }
         if latest.is_none_or(|(t, s)| p.sent_at > t || (p.sent_at == t && seq_lt(s, seq))) {
             *latest = Some((p.sent_at, seq));
-            self.rack_rtt = now.saturating_duration_since(p.sent_at);
         }
     }
 
