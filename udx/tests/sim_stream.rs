@@ -93,17 +93,13 @@ fn all_cells(n: u64) -> Vec<(&'static str, LinkConfig, LinkConfig)> {
             lossy(Loss::bursty(p, 4.0)),
         ));
     }
-    v.push((
-        "dup_5",
-        LinkConfig {
-            duplicate: 0.05,
-            ..base()
-        },
-        LinkConfig {
-            duplicate: 0.05,
-            ..base()
-        },
-    ));
+    // Each copy gets its own jitter, so duplicates arrive at other times than the original.
+    let dup = LinkConfig {
+        duplicate: 0.05,
+        jitter: Duration::from_millis(2),
+        ..base()
+    };
+    v.push(("dup_5", dup.clone(), dup));
     v.push((
         "reorder",
         LinkConfig {
