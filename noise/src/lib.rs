@@ -14,7 +14,7 @@
 //!   handshake ([`SecretStream::from_handshake`], as hyperdht does) or running its own XX
 //!   ([`SecretStream::new_xx`]). Feed received bytes, poll plaintext messages, write
 //!   plaintext, drain outgoing bytes. Keepalive timing is [`KeepAlive`], driven by your `now`.
-//! - With the `tokio` feature, [`io::SecretStreamIo`] wraps any `AsyncRead + AsyncWrite` and is
+//! - With the `tokio` feature, `io::SecretStreamIo` wraps any `AsyncRead + AsyncWrite` and is
 //!   itself `AsyncRead + AsyncWrite`.
 //!
 //! Remote input never panics; every failure is an error enum naming its cause.
