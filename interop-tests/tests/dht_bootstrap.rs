@@ -19,16 +19,23 @@ fn js_testnet_and_hyperswarm_peers_on_a_rust_bootstrap_node() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let boot = rt.block_on(async {
         let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
-        let d = Dht::bootstrapper(a, a, Config::default()).await.expect("bind");
+        let d = Dht::bootstrapper(a, a, Config::default())
+            .await
+            .expect("bind");
         d.ready().await.expect("ready");
         d
     });
     let baddr = boot.local_addr();
-    assert!(boot.status().id.is_some(), "a bootstrapper is persistent at once");
+    assert!(
+        boot.status().id.is_some(),
+        "a bootstrapper is persistent at once"
+    );
 
     // createTestnet(6, { bootstrap: [rust] }): every JS node is persistent and uses only us.
     let mut net = JsProcess::spawn("dht-net.js", &["6", &baddr.to_string()]).expect("testnet");
-    let ready = net.next_json(Duration::from_secs(90)).expect("testnet formed");
+    let ready = net
+        .next_json(Duration::from_secs(90))
+        .expect("testnet formed");
     let nodes = ready["nodes"].as_array().expect("nodes").clone();
     assert_eq!(nodes.len(), 6);
     assert!(
@@ -36,10 +43,15 @@ fn js_testnet_and_hyperswarm_peers_on_a_rust_bootstrap_node() {
         "all JS nodes became persistent through the Rust bootstrap node: {ready}"
     );
     let table = rt.block_on(boot.to_array()).expect("table");
-    assert_eq!(table.len(), 6, "the Rust bootstrap node knows every JS node");
+    assert_eq!(
+        table.len(),
+        6,
+        "the Rust bootstrap node knows every JS node"
+    );
 
     // The JS nodes found each other through us.
-    net.send_json(&json!({"id": 1, "cmd": "tables"})).expect("ask");
+    net.send_json(&json!({"id": 1, "cmd": "tables"}))
+        .expect("ask");
     let t = net.next_json(Duration::from_secs(30)).expect("tables");
     for n in t["tables"].as_array().expect("tables") {
         let len = n["table"].as_array().map_or(0, |a| a.len());
@@ -49,7 +61,9 @@ fn js_testnet_and_hyperswarm_peers_on_a_rust_bootstrap_node() {
     let mut swarm = JsProcess::spawn("dht-swarm.js", &[&baddr.to_string()]).expect("swarm");
     let mut last = json!(null);
     for _ in 0..3 {
-        last = swarm.next_json(Duration::from_secs(90)).expect("swarm output");
+        last = swarm
+            .next_json(Duration::from_secs(90))
+            .expect("swarm output");
         if last.get("ok").is_some() {
             break;
         }

@@ -24,14 +24,21 @@ fn ask(js: &mut JsProcess, id: u64, mut cmd: Value) -> Value {
 
 fn ports(v: &Value) -> Vec<u16> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|p| p as u16).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64())
+                .map(|p| p as u16)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[test]
 fn rust_nodes_join_a_js_testnet_and_serve_js_queries() {
     let mut js = JsProcess::spawn("dht-net.js", &["5"]).expect("start JS testnet");
-    let ready = js.next_json(Duration::from_secs(60)).expect("testnet ready");
+    let ready = js
+        .next_json(Duration::from_secs(60))
+        .expect("testnet ready");
     let bport = ready["bootstrap"]["port"].as_u64().expect("bootstrap port") as u16;
     let bootstrap = SocketAddrV4::new(Ipv4Addr::LOCALHOST, bport);
 
@@ -59,7 +66,12 @@ fn rust_nodes_join_a_js_testnet_and_serve_js_queries() {
     });
     for d in &rust {
         let s = d.status();
-        assert_eq!(s.id, Some(node_id(&s.local_addr)), "Rust node {} is persistent", s.local_addr);
+        assert_eq!(
+            s.id,
+            Some(node_id(&s.local_addr)),
+            "Rust node {} is persistent",
+            s.local_addr
+        );
         assert!(!s.firewalled);
         assert!(s.table_len >= 3, "Rust node knows the JS nodes");
     }
@@ -74,13 +86,20 @@ fn rust_nodes_join_a_js_testnet_and_serve_js_queries() {
             .iter()
             .filter(|t| ports(&t["table"]).contains(&a.port()))
             .count();
-        eprintln!("Rust node {a} is in {holders} of {} JS routing tables", tables.len());
+        eprintln!(
+            "Rust node {a} is in {holders} of {} JS routing tables",
+            tables.len()
+        );
         assert!(holders >= 3, "Rust node {a} is in only {holders} JS tables");
     }
 
     // 2. JS pings a Rust node and gets its id back.
     for (i, a) in rust_addrs.iter().enumerate() {
-        let r = ask(&mut js, 10 + i as u64, json!({"cmd": "ping", "from": 1, "host": "127.0.0.1", "port": a.port()}));
+        let r = ask(
+            &mut js,
+            10 + i as u64,
+            json!({"cmd": "ping", "from": 1, "host": "127.0.0.1", "port": a.port()}),
+        );
         assert_eq!(r["ok"], json!(true), "ping {a}: {r}");
         assert_eq!(r["nodeId"], json!(hex::encode(node_id(a))));
     }
@@ -95,22 +114,41 @@ fn rust_nodes_join_a_js_testnet_and_serve_js_queries() {
         );
         let closest = r["closest"].as_array().expect("closest");
         assert!(!closest.is_empty(), "{r}");
-        assert_eq!(closest[0]["port"].as_u64(), Some(u64::from(a.port())), "{r}");
+        assert_eq!(
+            closest[0]["port"].as_u64(),
+            Some(u64::from(a.port())),
+            "{r}"
+        );
         let rust_in = closest
             .iter()
-            .filter(|c| rust_addrs.iter().any(|a| Some(u64::from(a.port())) == c["port"].as_u64()))
+            .filter(|c| {
+                rust_addrs
+                    .iter()
+                    .any(|a| Some(u64::from(a.port())) == c["port"].as_u64())
+            })
             .count();
-        assert_eq!(rust_in, rust_addrs.len(), "all Rust nodes among JS's closest replies");
+        assert_eq!(
+            rust_in,
+            rust_addrs.len(),
+            "all Rust nodes among JS's closest replies"
+        );
     }
 
     // 4. A JS query for a random target completes, with replies from Rust and JS nodes.
-    let r = ask(&mut js, 30, json!({"cmd": "findNode", "from": 3, "target": hex::encode([0x5a; 32])}));
+    let r = ask(
+        &mut js,
+        30,
+        json!({"cmd": "findNode", "from": 3, "target": hex::encode([0x5a; 32])}),
+    );
     assert!(r["closest"].as_array().is_some_and(|c| c.len() >= 6), "{r}");
 
     // 5. And the other way: a Rust FIND_NODE for a JS node's id finds it.
     let info = ask(&mut js, 40, json!({"cmd": "info"}));
     let js_node = &info["nodes"][2];
-    let js_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, js_node["port"].as_u64().unwrap() as u16);
+    let js_addr = SocketAddrV4::new(
+        Ipv4Addr::LOCALHOST,
+        js_node["port"].as_u64().unwrap() as u16,
+    );
     let out = rt
         .block_on(rust[0].find_node(node_id(&js_addr)))
         .expect("Rust query");

@@ -21,7 +21,11 @@ fn target(i: usize) -> [u8; 32] {
     dht::crypto::hash(format!("mixed-network-target-{i}").as_bytes())
 }
 
-fn true_closest(all: &[SocketAddrV4], target: &[u8; 32], exclude: SocketAddrV4) -> Vec<SocketAddrV4> {
+fn true_closest(
+    all: &[SocketAddrV4],
+    target: &[u8; 32],
+    exclude: SocketAddrV4,
+) -> Vec<SocketAddrV4> {
     let mut v: Vec<([u8; 32], SocketAddrV4)> = all
         .iter()
         .filter(|a| **a != exclude)
@@ -35,7 +39,9 @@ fn true_closest(all: &[SocketAddrV4], target: &[u8; 32], exclude: SocketAddrV4) 
 fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
     // createTestnet(21): the first node stays ephemeral, the other 20 are persistent.
     let mut js = JsProcess::spawn("dht-net.js", &[&(JS_NODES + 1).to_string()]).expect("testnet");
-    let ready = js.next_json(Duration::from_secs(180)).expect("testnet ready");
+    let ready = js
+        .next_json(Duration::from_secs(180))
+        .expect("testnet ready");
     let bport = ready["bootstrap"]["port"].as_u64().expect("port") as u16;
     let bootstrap = SocketAddrV4::new(Ipv4Addr::LOCALHOST, bport);
     let js_nodes: Vec<(usize, SocketAddrV4)> = ready["nodes"]
@@ -44,7 +50,12 @@ fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
         .iter()
         .enumerate()
         .filter(|(_, n)| n["id"].is_string())
-        .map(|(i, n)| (i, SocketAddrV4::new(Ipv4Addr::LOCALHOST, n["port"].as_u64().unwrap() as u16)))
+        .map(|(i, n)| {
+            (
+                i,
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, n["port"].as_u64().unwrap() as u16),
+            )
+        })
         .collect();
     assert_eq!(js_nodes.len(), JS_NODES);
 
@@ -57,21 +68,34 @@ fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
                 ephemeral: Some(false),
                 ..Config::default()
             };
-            let d = Dht::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), config).await.expect("bind");
+            let d = Dht::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), config)
+                .await
+                .expect("bind");
             v.push(d);
         }
         for d in &v {
-            tokio::time::timeout(Duration::from_secs(60), d.ready()).await.expect("in time").expect("ready");
+            tokio::time::timeout(Duration::from_secs(60), d.ready())
+                .await
+                .expect("in time")
+                .expect("ready");
         }
         // let the second bootstrap rounds (with ids) and table filling settle
         tokio::time::sleep(Duration::from_secs(3)).await;
         v
     });
     for d in &rust {
-        assert!(d.status().id.is_some(), "Rust node {} is persistent", d.local_addr());
+        assert!(
+            d.status().id.is_some(),
+            "Rust node {} is persistent",
+            d.local_addr()
+        );
     }
     let rust_addrs: Vec<SocketAddrV4> = rust.iter().map(|d| d.local_addr()).collect();
-    let all: Vec<SocketAddrV4> = js_nodes.iter().map(|(_, a)| *a).chain(rust_addrs.iter().copied()).collect();
+    let all: Vec<SocketAddrV4> = js_nodes
+        .iter()
+        .map(|(_, a)| *a)
+        .chain(rust_addrs.iter().copied())
+        .collect();
 
     let mut js_hits = 0;
     let mut rust_hits = 0;
@@ -81,8 +105,10 @@ fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
         let t = target(i);
 
         let (js_index, js_from) = js_nodes[i % JS_NODES];
-        js.send_json(&json!({"id": i, "cmd": "findNode", "from": js_index, "target": hex::encode(t)}))
-            .expect("ask");
+        js.send_json(
+            &json!({"id": i, "cmd": "findNode", "from": js_index, "target": hex::encode(t)}),
+        )
+        .expect("ask");
         let r = loop {
             let v = js.next_json(Duration::from_secs(60)).expect("JS answer");
             if v["id"] == json!(i) {
@@ -121,7 +147,10 @@ fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
         rust_overlap as f64 / QUERIES as f64,
     );
     assert!(rust_hits >= js_hits, "Rust {rust_hits} < JS {js_hits}");
-    assert!(js_hits * 10 >= QUERIES * 9, "the network itself is healthy (JS {js_hits}/{QUERIES})");
+    assert!(
+        js_hits * 10 >= QUERIES * 9,
+        "the network itself is healthy (JS {js_hits}/{QUERIES})"
+    );
 
     rt.block_on(async {
         for d in &rust {

@@ -26,7 +26,9 @@ fn js_probes_answered_by_rust_nodes() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
     let (boot, nodes) = rt.block_on(async {
-        let boot = Dht::bootstrapper(local, local, Config::default()).await.expect("bind");
+        let boot = Dht::bootstrapper(local, local, Config::default())
+            .await
+            .expect("bind");
         boot.ready().await.expect("ready");
         let mut nodes = Vec::new();
         for _ in 0..6 {
@@ -41,16 +43,25 @@ fn js_probes_answered_by_rust_nodes() {
         }
         (boot, nodes)
     });
-    let mut js = JsProcess::spawn("dht-probe.js", &[&boot.local_addr().to_string()]).expect("probe");
+    let mut js =
+        JsProcess::spawn("dht-probe.js", &[&boot.local_addr().to_string()]).expect("probe");
     let ready = js.next_json(Duration::from_secs(60)).expect("probe ready");
     let table = ready["table"].as_array().map_or(0, |t| t.len());
     assert!(table >= 5, "the JS node learnt the Rust network: {ready}");
 
     let r = ask(&mut js, 1, json!({"cmd": "checkFirewall"}));
-    assert_eq!(r["firewalled"], json!(false), "Rust nodes answered PING_NAT on the JS port: {r}");
+    assert_eq!(
+        r["firewalled"],
+        json!(false),
+        "Rust nodes answered PING_NAT on the JS port: {r}"
+    );
 
     let target = nodes[2].local_addr();
-    let r = ask(&mut js, 2, json!({"cmd": "delayedPing", "host": "127.0.0.1", "port": target.port(), "ms": 600}));
+    let r = ask(
+        &mut js,
+        2,
+        json!({"cmd": "delayedPing", "host": "127.0.0.1", "port": target.port(), "ms": 600}),
+    );
     assert_eq!(r["ok"], json!(true), "{r}");
     assert!(r["elapsed"].as_u64().unwrap_or(0) >= 590, "{r}");
 
