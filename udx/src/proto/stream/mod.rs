@@ -154,6 +154,8 @@ struct Sent {
     queued: bool,
     /// MTU probe padding used when first sent.
     probe: bool,
+    /// Transmission order, to break ties between packets sent at the same instant.
+    order: u64,
 }
 
 #[derive(Debug)]
@@ -213,6 +215,8 @@ pub struct Stream {
     pace_until: Option<Instant>,
     rack_xmit: Option<Instant>,
     rack_seq: u32,
+    rack_order: u64,
+    xmit_order: u64,
     rack_rtt: Duration,
     reorder_seen: bool,
     reo_mult: u32,
@@ -289,6 +293,8 @@ impl Stream {
             pace_until: None,
             rack_xmit: None,
             rack_seq: 0,
+            rack_order: 0,
+            xmit_order: 0,
             rack_rtt: Duration::ZERO,
             reorder_seen: false,
             reo_mult: 1,
@@ -773,7 +779,7 @@ impl Stream {
             return; // old ack (libudx#255)
         }
         let mut newly = 0usize;
-        let mut latest: Option<(Instant, u32)> = None;
+        let mut latest: Option<(Instant, u64, u32)> = None;
         let advanced = seq_diff(ack, self.remote_acked) > 0;
         while seq_lt(self.remote_acked, ack) {
             let Some(p) = self.inflight.pop_front() else {
@@ -837,11 +843,10 @@ impl Stream {
             self.remote_change_seq = None;
             self.push_event(Event::RemoteChanged);
         }
-        if let Some((t, s)) = latest
-            && self
-                .rack_xmit
-                .is_none_or(|x| t > x || (t == x && seq_lt(self.rack_seq, s)))
+        if let Some((t, o, s)) = latest
+            && self.rack_xmit.is_none_or(|x| (t, o) > (x, self.rack_order))
         {
+            self.rack_order = o;
             // RACK.rtt belongs to the packet RACK.xmit_ts comes from (RFC 8985 6.2 step 2).
             self.rack_xmit = Some(t);
             self.rack_seq = s;
@@ -887,7 +892,7 @@ impl Stream {
         now: Instant,
         p: &Sent,
         seq: u32,
-        latest: &mut Option<(Instant, u32)>,
+        latest: &mut Option<(Instant, u64, u32)>,
     ) {
         if p.transmits == 1 && !p.lost {
             // One RTT sample per ACK, from the newest never-retransmitted packet it covers:
@@ -909,8 +914,8 @@ impl Stream {
         if seq_lt(seq, self.rack_seq) && p.transmits == 1 && self.rack_xmit.is_some() {
             self.reorder_seen = true;
         }
-        if latest.is_none_or(|(t, s)| p.sent_at > t || (p.sent_at == t && seq_lt(s, seq))) {
-            *latest = Some((p.sent_at, seq));
+        if latest.is_none_or(|(t, o, _)| (p.sent_at, p.order) > (t, o)) {
+            *latest = Some((p.sent_at, p.order, seq));
         }
     }
 
@@ -928,6 +933,7 @@ impl Stream {
         let Some(rack_xmit) = self.rack_xmit else {
             return;
         };
+        let rack_order = self.rack_order;
         let reo = self.reo_wnd();
         let horizon = self.rack_rtt + reo;
         let mut next_timer: Option<Instant> = None;
@@ -937,7 +943,8 @@ impl Stream {
             let Some(p) = self.inflight.get_mut(i) else {
                 break;
             };
-            if p.sacked || p.lost || p.sent_at > rack_xmit {
+            // sent at or after the RACK packet (transmission order breaks ties within a burst)
+            if p.sacked || p.lost || (p.sent_at, p.order) >= (rack_xmit, rack_order) {
                 continue;
             }
             let deadline = p.sent_at + horizon;

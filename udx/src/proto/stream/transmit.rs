@@ -208,6 +208,8 @@ impl Stream {
             p.lost = false;
             p.transmits = p.transmits.saturating_add(1);
             p.sent_at = now;
+            self.xmit_order += 1;
+            p.order = self.xmit_order;
             if !p.counted {
                 p.counted = true;
                 self.in_flight += 1;
@@ -260,7 +262,9 @@ impl Stream {
             counted: true,
             queued: false,
             probe: padding > 0,
+            order: self.xmit_order + 1,
         });
+        self.xmit_order += 1;
         self.in_flight += 1;
         self.unsent += len as u64;
         if end {
