@@ -3,6 +3,7 @@
 // (interop-tests/tests/noise_secret_stream.rs).
 //
 //   node secret-stream-peer.js <initiator|responder> <xx|ik> <seedHex> [port] [remotePublicKeyHex]
+//        [keepAliveMs]
 //
 // xx: `new NoiseSecretStream(isInitiator, socket, { keyPair })` runs its own XX handshake.
 // ik: the hyperdht hand-off. The IK messages of noise-handshake (prologue NS_PEER_HANDSHAKE)
@@ -16,7 +17,8 @@
 // The boxing and opening is secret-stream's own code.
 //
 // stdout events (JSON lines): listening {port, udpPort, publicKey}, connected {remotePublicKey,
-// handshakeHash}, sent {bytes, sha256}, datagram {hex}, end {bytes, sha256, sizes}, error
+// handshakeHash}, sent {bytes, sha256}, datagram {hex}, end {bytes, sha256,
+// sizes, rawBytesRead}, error
 // {message}, progress {bytes, sizes}, close. stdin commands: bulk {bytes, end}, messages
 // {sizes, end}, progress,
 // datagrams {port, messages: [hex]}, end.
@@ -31,7 +33,9 @@ const curve = require('noise-curve-ed')
 const { NS } = require('hyperdht/lib/constants')
 const { out, exitWithParent, onCommands } = require('./common')
 
-const [role, mode, seedHex, portArg, remoteHex] = process.argv.slice(2)
+const [role, mode, seedHex, portArg, remoteHex, keepAliveArg] = process.argv.slice(2)
+// optional 6th argument: secret-stream's keepAlive in ms (hyperdht uses 5000)
+const keepAlive = Number(keepAliveArg || 0)
 const isInitiator = role === 'initiator'
 const keyPair = NoiseSecretStream.keyPair(b4a.from(seedHex, 'hex'))
 
@@ -118,11 +122,11 @@ function onsocket(socket) {
 
   if (mode === 'ik') {
     ikHandshake(socket, (handshake, rest) => {
-      start(new NoiseSecretStream(isInitiator, socket, { handshake, data: rest || undefined }))
+      start(new NoiseSecretStream(isInitiator, socket, { handshake, keepAlive, data: rest || undefined }))
       socket.resume()
     })
   } else {
-    start(new NoiseSecretStream(isInitiator, socket, { keyPair }))
+    start(new NoiseSecretStream(isInitiator, socket, { keyPair, keepAlive }))
   }
 }
 
@@ -146,7 +150,7 @@ function start(s) {
   s.progressBytes = () => bytes
   s.progressSizes = () => sizes
   s.on('end', () => {
-    out({ event: 'end', bytes, sha256: hash.digest('hex'), sizes })
+    out({ event: 'end', bytes, sha256: hash.digest('hex'), sizes, rawBytesRead: s.rawBytesRead })
   })
   s.on('message', (m) => out({ event: 'datagram', hex: b4a.toString(m, 'hex') }))
   s.on('error', (err) => out({ event: 'error', message: err.message, bytes, sizes }))

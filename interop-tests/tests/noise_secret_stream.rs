@@ -496,3 +496,58 @@ fn flipped_bit_from_js_ends_rust_stream_with_decrypt_error_and_no_bad_bytes() {
     let err = res.1.expect("the stream must fail");
     assert_eq!(stream_error(&err), Some(&StreamError::Decrypt), "{err}");
 }
+
+#[test]
+fn keepalives_both_ways_are_filtered_and_do_not_disturb_messages() {
+    // JS responder with keepAlive 100 ms, Rust initiator with the same; both idle ~1 s.
+    let rt = runtime();
+    let mut js = JsProcess::spawn(
+        "secret-stream-peer.js",
+        &["responder", "xx", &hex::encode(JS_SEED), "", "", "100"],
+    )
+    .unwrap();
+    let port = wait_event(&mut js, "listening")["port"].as_u64().unwrap() as u16;
+    let mut stream = rt.block_on(async move {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut s = SecretStreamIo::new_xx(tcp, true, KeyPair::from_seed(RUST_SEED));
+        s.set_keep_alive(Some(Duration::from_millis(100)));
+        s.handshake().await.unwrap();
+        s
+    });
+    wait_event(&mut js, "connected");
+    // idle while reading (our keepalive timer runs from the read path too)
+    let idle = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(1000), stream.recv_message()).await
+    });
+    assert!(
+        idle.is_err(),
+        "only keepalives should have arrived: {idle:?}"
+    );
+    let keepalives = stream.core().data_frames_read();
+    assert!(
+        keepalives >= 5,
+        "JS sent {keepalives} keepalives in 1 s at 100 ms"
+    );
+    js.send_json(&json!({"cmd": "messages", "sizes": [5], "end": true}))
+        .unwrap();
+    let got = rt.block_on(async {
+        let mut got = Vec::new();
+        while let Some(m) = stream.recv_message().await.unwrap() {
+            got.push(m);
+        }
+        stream.send_message(b"after idle").await.unwrap();
+        stream.shutdown().await.unwrap();
+        got
+    });
+    assert_eq!(
+        got,
+        vec![vec![0u8; 5]],
+        "keepalives must not surface as messages"
+    );
+    let end = wait_event(&mut js, "end");
+    // JS filters our keepalives too (keepAlive > 0): only the real message counts
+    assert_eq!(end["sizes"], json!([10]), "{end}");
+    // ...but they did arrive: secret-stream counts every decrypted frame body (17 bytes each)
+    let raw = end["rawBytesRead"].as_u64().unwrap();
+    assert!(raw >= 5 * 17 + 27, "JS read only {raw} frame bytes: our keepalives are missing");
+}
