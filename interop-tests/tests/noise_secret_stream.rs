@@ -549,5 +549,8 @@ fn keepalives_both_ways_are_filtered_and_do_not_disturb_messages() {
     assert_eq!(end["sizes"], json!([10]), "{end}");
     // ...but they did arrive: secret-stream counts every decrypted frame body (17 bytes each)
     let raw = end["rawBytesRead"].as_u64().unwrap();
-    assert!(raw >= 5 * 17 + 27, "JS read only {raw} frame bytes: our keepalives are missing");
+    assert!(
+        raw >= 5 * 17 + 27,
+        "JS read only {raw} frame bytes: our keepalives are missing"
+    );
 }
