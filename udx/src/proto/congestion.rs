@@ -26,6 +26,10 @@ pub struct Cubic {
     k: f64,
     epoch_start: Option<Instant>,
     w_est: f64,
+    /// HyStart++ (RFC 9406): minimum RTT of the current and the previous round in slow start.
+    cur_round_min: Option<Duration>,
+    last_round_min: Option<Duration>,
+    round_samples: u32,
 }
 
 impl Default for Cubic {
@@ -44,6 +48,9 @@ impl Cubic {
             k: 0.0,
             epoch_start: None,
             w_est: 0.0,
+            cur_round_min: None,
+            last_round_min: None,
+            round_samples: 0,
         }
     }
 
@@ -55,6 +62,34 @@ impl Cubic {
     /// Whether the controller is in slow start.
     pub fn in_slow_start(&self) -> bool {
         self.cwnd < self.ssthresh
+    }
+
+    /// A new round (one window of packets) begins.
+    pub fn on_round_start(&mut self) {
+        if self.cur_round_min.is_some() {
+            self.last_round_min = self.cur_round_min;
+        }
+        self.cur_round_min = None;
+        self.round_samples = 0;
+    }
+
+    /// An RTT sample. In slow start, HyStart++'s delay test (RFC 9406 4.2): once a round has
+    /// 8 samples and its minimum RTT exceeds the previous round's by `clamp(last/8, 4 ms,
+    /// 16 ms)`, the queue is building: leave slow start before it overflows.
+    pub fn on_rtt_sample(&mut self, rtt: Duration) {
+        if !self.in_slow_start() {
+            return;
+        }
+        self.cur_round_min = Some(self.cur_round_min.map_or(rtt, |m| m.min(rtt)));
+        self.round_samples += 1;
+        if let (Some(cur), Some(last)) = (self.cur_round_min, self.last_round_min)
+            && self.round_samples >= 8
+        {
+            let eta = (last / 8).clamp(Duration::from_millis(4), Duration::from_millis(16));
+            if cur >= last + eta {
+                self.ssthresh = self.cwnd;
+            }
+        }
     }
 
     /// `n` packets newly acknowledged outside recovery; `app_limited` when the sender did not

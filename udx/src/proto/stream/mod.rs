@@ -216,6 +216,8 @@ pub struct Stream {
     rack_xmit: Option<Instant>,
     rack_seq: u32,
     rack_order: u64,
+    /// End of the current HyStart++ round (the `seq` when it began).
+    round_end: u32,
     xmit_order: u64,
     rack_rtt: Duration,
     reorder_seen: bool,
@@ -294,6 +296,7 @@ impl Stream {
             rack_xmit: None,
             rack_seq: 0,
             rack_order: 0,
+            round_end: 0,
             xmit_order: 0,
             rack_rtt: Duration::ZERO,
             reorder_seen: false,
@@ -835,7 +838,13 @@ impl Stream {
             }
         }
         if let Some(sent_at) = self.rtt_candidate.take() {
-            self.rtt.on_sample(now.saturating_duration_since(sent_at));
+            let sample = now.saturating_duration_since(sent_at);
+            self.rtt.on_sample(sample);
+            self.cc.on_rtt_sample(sample);
+        }
+        if advanced && !seq_lt(self.remote_acked, self.round_end) {
+            self.round_end = self.seq;
+            self.cc.on_round_start();
         }
         if let Some(target) = self.remote_change_seq
             && !seq_lt(self.remote_acked, target)
