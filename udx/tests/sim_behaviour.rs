@@ -392,3 +392,26 @@ fn ack_beyond_sent_is_ignored() {
     s.handle_datagram(now, &out);
     assert_eq!(s.unacked_bytes(), 3);
 }
+
+/// Keepalive (libudx `udx_stream_set_keepalive`): an idle stream sends a HEARTBEAT every
+/// interval, the peer answers each with an ACK, and nothing times out.
+#[test]
+fn keepalive_heartbeats_while_idle() {
+    let cfg = Config {
+        keepalive: Some(Duration::from_secs(5)),
+        ..Config::default()
+    };
+    let mut p = Pair::new(11, cfg);
+    p.set_link(link(), link());
+    p.a.write(b"x").unwrap();
+    run_until(&mut p, Duration::from_secs(61), |p| {
+        p.net.elapsed() >= Duration::from_secs(60)
+    });
+    let ab = p.net.counters(p.addr_a, p.addr_b);
+    let ba = p.net.counters(p.addr_b, p.addr_a);
+    // 1 DATA + ~12 heartbeats from each side (both have keepalive), each answered
+    assert!((20..=30).contains(&ab.sent), "A sent {}", ab.sent);
+    assert!((20..=30).contains(&ba.sent), "B sent {}", ba.sent);
+    assert!(p.a.closed().is_none() && p.b.closed().is_none());
+    assert_eq!(p.a.stats().rto_expiries, 0);
+}
