@@ -1,3 +1,5 @@
+#![allow(clippy::disallowed_methods)] // an origin for virtual time
+
 use super::*;
 
 fn addr(p: u16) -> SocketAddr {

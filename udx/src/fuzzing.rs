@@ -1,5 +1,8 @@
 //! Per-input checks shared by the fuzz targets and the corpus replay in `cargo test`.
 
+// Harness code: one real instant as the origin of a virtual clock.
+#![allow(clippy::disallowed_methods)]
+
 use crate::proto::packet::{self, Packet};
 
 /// Decodes `data`; if it decodes, re-encodes and checks that decoding again gives the same

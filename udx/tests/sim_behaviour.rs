@@ -2,6 +2,8 @@
 //! give-up bound, zero-window probing, half-close, simultaneous END, DESTROY, MESSAGE, SACK
 //! limits and libudx regressions.
 
+#![allow(clippy::disallowed_methods)] // an origin for virtual time
+
 mod sim;
 
 use std::time::Duration;

@@ -11,6 +11,8 @@
 //! direction. Both print `{"bytes":B,"sha256":"HEX","secs":S}` on stderr at the end and exit 0
 //! only on a clean end. `--no-hash` (benchmarks) skips SHA-256 and prints an empty hash.
 
+#![allow(clippy::disallowed_methods)] // a CLI times itself
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! A two-stream harness over `netsim`: stream A (id 1) writes a position-dependent pattern and
 //! ends; stream B (id 2) reads, checks every byte against its offset, and ends after EOF.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
