@@ -366,6 +366,7 @@ impl UdxStream {
                 return Err(SocketError::AlreadyConnected);
             }
             e.proto.connect(remote_id);
+            e.proto.set_ipv6(addr.is_ipv6());
             e.remote = Some(addr);
             Ok(())
         })?
@@ -403,6 +404,7 @@ impl UdxStream {
             }
             e.remote_changed = false;
             e.proto.change_remote(remote_id);
+            e.proto.set_ipv6(addr.is_ipv6());
             e.remote = Some(addr);
             Ok(())
         })??;
@@ -826,6 +828,7 @@ fn route(
                     push_foreign(st, foreign, data, from);
                     return;
                 }
+                e.proto.set_ipv6(from.is_ipv6());
                 e.remote = Some(from);
                 e.firewall = None;
             }

@@ -178,3 +178,21 @@ async fn duplicate_ids_are_refused() {
         Err(udx::socket::SocketError::IdInUse(9))
     ));
 }
+
+#[tokio::test]
+async fn ipv6_loopback_transfer() {
+    let Ok(sa) = Socket::bind("[::1]:0".parse().unwrap()) else {
+        eprintln!("SKIPPED: no IPv6 loopback");
+        return;
+    };
+    let sb = Socket::bind("[::1]:0".parse().unwrap()).unwrap();
+    let mut a = sa.create_stream(1).unwrap();
+    let mut b = sb.create_stream(2).unwrap();
+    a.connect(2, sb.local_addr()).unwrap();
+    b.connect(1, sa.local_addr()).unwrap();
+    let data = pattern(1 << 20, 9);
+    tokio::time::timeout(T, exchange(&mut a, &mut b, &data))
+        .await
+        .unwrap();
+    assert!(a.mtu().unwrap() <= 1500);
+}

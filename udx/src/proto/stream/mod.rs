@@ -340,6 +340,12 @@ impl Stream {
         self.remote_id = Some(remote_id);
     }
 
+    /// Whether the path is IPv6 (68 bytes of IP+UDP+UDX overhead per packet instead of 48);
+    /// the driver sets it from the peer's address.
+    pub fn set_ipv6(&mut self, ipv6: bool) {
+        self.cfg.ipv6 = ipv6;
+    }
+
     /// Remembers the peer's id for [`Stream::accept_pending_remote`]: the driver connects the
     /// stream when the first packet passes its firewall.
     pub fn set_pending_remote(&mut self, remote_id: u32) {
