@@ -168,6 +168,25 @@ impl Node {
         }
     }
 
+    /// Stops a query and cancels its requests (JS `query.destroy()`); no event follows.
+    pub fn cancel_query(&mut self, id: QueryId) {
+        if self.queries.remove(&id).is_none() {
+            return;
+        }
+        let tids: Vec<u16> = self
+            .io
+            .inflight
+            .iter()
+            .filter(|(_, r)| {
+                matches!(r.owner, Owner::Query(x) | Owner::DownHint(x) | Owner::Commit(x) if x == id)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in tids {
+            self.io.finish(t);
+        }
+    }
+
     fn alloc_query_id(&mut self) -> QueryId {
         self.next_query_id += 1;
         QueryId(self.next_query_id)

@@ -369,3 +369,22 @@ fn full_row_keeps_an_oldest_member_that_answers() {
     assert!(table.contains(&t.to), "the member that answered stays");
     assert!(!table.contains(&newcomer));
 }
+
+#[test]
+fn cancelled_query_sends_nothing_more_and_reports_nothing() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    for p in 31_000..31_030 {
+        n.add_node(now, addr(p));
+    }
+    let q = n.find_node(now, [9; 32]);
+    assert!(n.poll_transmit().is_some());
+    while n.poll_transmit().is_some() {}
+    n.cancel_query(q);
+    assert_eq!(n.running_queries(), 0);
+    assert_eq!(n.inflight(), 0);
+    for s in 1..10 {
+        n.handle_timeout(now + Duration::from_millis(300 * s));
+    }
+    assert!(std::iter::from_fn(|| n.poll_event()).all(|e| !matches!(e, Event::QueryDone { .. })));
+}
