@@ -170,6 +170,17 @@ fn simulate(n: u32, queries: usize, seed: u64) -> (Report, Report) {
     let persistent = net.nodes.values().filter(|x| x.id().is_some()).count();
     let heap = LIVE.load(Ordering::Relaxed) - heap0;
     let tables: usize = net.nodes.values().map(|x| x.table().len()).sum();
+    // reliability-tests C1: every table fills well beyond its seed (the bootstrap node).
+    let smallest = net
+        .nodes
+        .values()
+        .map(|x| x.table().len())
+        .min()
+        .unwrap_or(0);
+    assert!(
+        smallest >= 20,
+        "a routing table holds only {smallest} nodes"
+    );
     println!(
         "{n} nodes built in {:?} wall ({:?} virtual), {persistent} persistent; mean table {:.1} nodes; \
          live heap {:.1} MiB = {:.1} KiB per node (shuttle queues included); {} datagrams delivered",

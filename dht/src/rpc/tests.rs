@@ -388,3 +388,69 @@ fn cancelled_query_sends_nothing_more_and_reports_nothing() {
     }
     assert!(std::iter::from_fn(|| n.poll_event()).all(|e| !matches!(e, Event::QueryDone { .. })));
 }
+
+/// reliability-tests F3: every command 0..=255, internal or not, with and without a target and
+/// value, gets at most one reply, and that reply is a success (known internal commands) or
+/// UNKNOWN_COMMAND; nothing panics.
+#[test]
+fn every_command_number_gets_js_s_answer_or_silence() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    n.add_node(now, addr(31_000));
+    for command in 0..=255u64 {
+        for internal in [true, false] {
+            for (target, value) in [
+                (None, None),
+                (Some([5u8; 32]), Some(vec![1u8, 2, 3, 4, 5, 6])),
+            ] {
+                let mut r = req(command as u16, internal, command);
+                r.target = target;
+                r.value = value;
+                let out = send(&mut n, now, addr(40_000), &r);
+                assert!(
+                    out.len() <= 1,
+                    "cmd {command} internal {internal}: {} replies",
+                    out.len()
+                );
+                if let Some((_, res)) = out.first() {
+                    let known = internal && command <= 4;
+                    let expected = if known {
+                        0
+                    } else {
+                        wire::errors::UNKNOWN_COMMAND
+                    };
+                    assert_eq!(res.error, expected, "cmd {command} internal {internal}");
+                } else {
+                    // silence only for known internal commands missing their argument
+                    assert!(
+                        internal && command <= 4,
+                        "cmd {command} internal {internal} unanswered"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// reliability-tests A1: one reply datagram per request, and the reply/request size ratio of
+/// the documented table (an ephemeral requester, a persistent responder with a full table):
+/// PING 11 B -> 42 B, FIND_NODE 43 B -> 163 B.
+#[test]
+fn reply_amplification_matches_the_documented_table() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    for p in 31_000..31_100 {
+        n.add_node(now, addr(p));
+    }
+    let ping = req(1, true, 0);
+    let mut find = req(2, true, 2);
+    find.target = Some([0x42; 32]);
+    for (r, req_len, reply_len) in [(ping, 11usize, 42usize), (find, 43, 163)] {
+        let bytes = r.to_bytes();
+        assert_eq!(bytes.len(), req_len);
+        n.handle_datagram(now, addr(40_000), &bytes);
+        let replies: Vec<_> = std::iter::from_fn(|| n.poll_transmit()).collect();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].payload.len(), reply_len);
+    }
+}
