@@ -49,6 +49,8 @@ const MAX_GSO_SEGMENTS: usize = 40;
 const GSO_BUFFER: usize = 65_000;
 /// Socket buffer sizes requested (the kernel may clamp them; libudx asks for 1 MiB receive).
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+/// IP TTL of every datagram except [`Socket::try_send_to_with_ttl`] probes (libudx: 64).
+const DEFAULT_TTL: u32 = 64;
 
 /// Errors of socket and stream operations.
 #[derive(Debug, Error)]
@@ -173,6 +175,9 @@ fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    if addr.is_ipv4() {
+        let _ = s.set_ttl_v4(DEFAULT_TTL);
+    }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s.into())
@@ -247,7 +252,33 @@ impl Socket {
 
     /// Sends a raw datagram now if the socket buffer has room.
     pub fn try_send_to(&self, data: &[u8], to: SocketAddr) -> Result<(), SocketError> {
-        self.inner.udp.try_send_to(data, to)?;
+        socket2::SockRef::from(&self.inner.udp).send_to(data, &to.into())?;
+        Ok(())
+    }
+
+    /// Sends a raw datagram with a one-off IP TTL (hyperdht sends low-TTL holepunch probes;
+    /// libudx `udx_socket_send_ttl`), then restores TTL 64. Holds the driver's lock so no
+    /// stream packet leaves with the probe's TTL. Fails with `WouldBlock` when the kernel
+    /// buffer is full.
+    pub fn try_send_to_with_ttl(
+        &self,
+        data: &[u8],
+        to: SocketAddr,
+        ttl: u32,
+    ) -> Result<(), SocketError> {
+        let st = self.inner.lock();
+        if st.closed {
+            return Err(SocketError::Closed);
+        }
+        // Straight to the (non-blocking) socket: tokio's readiness cache would report
+        // WouldBlock before the driver ever polled for writability.
+        let sock = socket2::SockRef::from(&self.inner.udp);
+        self.inner.udp.set_ttl(ttl)?;
+        let res = sock.send_to(data, &to.into());
+        let restore = self.inner.udp.set_ttl(DEFAULT_TTL);
+        drop(st);
+        res?;
+        restore?;
         Ok(())
     }
 

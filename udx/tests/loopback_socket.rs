@@ -196,3 +196,22 @@ async fn ipv6_loopback_transfer() {
         .unwrap();
     assert!(a.mtu().unwrap() <= 1500);
 }
+
+#[tokio::test]
+async fn low_ttl_probe_is_sent_and_streams_keep_working() {
+    let (sa, sb) = (bind(), bind());
+    let mut raw = sb.datagram_channel(4);
+    sa.try_send_to_with_ttl(&[0], sb.local_addr(), 5).unwrap();
+    let (d, from) = tokio::time::timeout(T, raw.recv()).await.unwrap().unwrap();
+    assert_eq!((d, from), (vec![0], sa.local_addr()));
+    sa.try_send_to(&[0x03, 1], sb.local_addr()).unwrap();
+    let (d, _) = tokio::time::timeout(T, raw.recv()).await.unwrap().unwrap();
+    assert_eq!(d, vec![0x03, 1]);
+    let mut a = sa.create_stream(1).unwrap();
+    let mut b = sb.create_stream(2).unwrap();
+    a.connect(2, sb.local_addr()).unwrap();
+    b.connect(1, sa.local_addr()).unwrap();
+    tokio::time::timeout(T, exchange(&mut a, &mut b, b"after the probe"))
+        .await
+        .unwrap();
+}
