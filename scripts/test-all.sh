@@ -20,6 +20,15 @@ node --version
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 [ "${SKIP_FUZZ:-0}" = 1 ] || command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
+# The namespace tier (udx under real kernel loss) needs root, iproute2 and iptables.
+if ! command -v iptables >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2) ||
+    echo "could not install iptables: the namespace loss test will report SKIPPED"
+fi
+if command -v iptables >/dev/null && command -v ip >/dev/null && [ "$(id -u)" = 0 ]; then
+  export UDX_NETNS_REQUIRED=1 # a skip is a failure where the tools are present
+fi
+
 step "pinned JS packages for the interop tests"
 (cd interop-tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
@@ -32,7 +41,7 @@ fi
 
 step "clippy"
 if cargo clippy --version >/dev/null 2>&1; then
-  cargo clippy --workspace --all-targets --quiet
+  cargo clippy --workspace --all-targets --features dht/cli --quiet
 else
   echo "clippy not installed: skipped"
 fi
@@ -41,7 +50,7 @@ step "sans-IO cores build without their tokio drivers"
 cargo check --quiet -p dht -p noise -p udx --no-default-features
 
 step "tests"
-cargo nextest run --workspace --no-fail-fast --profile ci
+cargo nextest run --workspace --features dht/cli --no-fail-fast --profile ci
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz smoke (${FUZZ_SECONDS:-10} s per target)"

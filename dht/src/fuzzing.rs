@@ -80,9 +80,12 @@ pub fn primitives(data: &[u8]) {
     }
 }
 
+/// The check a fuzz target runs on one input.
+pub type Check = fn(&[u8]);
+
 /// Every fuzz target: (name, check). The names are the file names in `fuzz/fuzz_targets/` and
 /// the corpus folders in `fuzz/corpus/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("primitives", primitives),
     ("rpc_message", roundtrip::<Message>),
     ("peer", roundtrip::<Peer>),
