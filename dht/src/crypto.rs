@@ -180,13 +180,9 @@ pub fn sign_announce(
     peer: &Peer,
     refresh: Option<&[u8; 32]>,
 ) -> [u8; 64] {
+    let ns = &NS.announce;
     kp.sign(&announce_signable(
-        &NS.announce,
-        target,
-        node_id,
-        token,
-        peer,
-        refresh,
+        ns, target, node_id, token, peer, refresh,
     ))
 }
 
@@ -199,13 +195,9 @@ pub fn sign_unannounce(
     peer: &Peer,
     refresh: Option<&[u8; 32]>,
 ) -> [u8; 64] {
+    let ns = &NS.unannounce;
     kp.sign(&announce_signable(
-        &NS.unannounce,
-        target,
-        node_id,
-        token,
-        peer,
-        refresh,
+        ns, target, node_id, token, peer, refresh,
     ))
 }
 

@@ -2,12 +2,8 @@
 //! documented caps are reached (`Limits`: events 4096, delayed pings 1024, outgoing datagrams
 //! 8192; the routing table holds at most one entry per address).
 
-// A counting global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
+// Heap is measured with the counting allocator in common/counting_alloc.rs.
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dht::codec::Encode;
@@ -15,26 +11,12 @@ use dht::crypto::node_id;
 use dht::rpc::wire::Request;
 use dht::rpc::{Config, Node};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::live_bytes;
 
 fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
+    live_bytes()
 }
 
 fn flood_datagram(i: u32, from: SocketAddrV4, me: SocketAddrV4) -> Vec<u8> {

@@ -6,34 +6,17 @@
 //! replaced. The default run uses 300 nodes; `sim_10k_nodes` (ignored; run with
 //! `cargo test --release -p dht --test sim_dht -- --ignored --nocapture`) uses 10,000.
 
-// A counting global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
-#![allow(unsafe_code)]
-
+// Heap is measured with the counting allocator in common/counting_alloc.rs.
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Net, addr_of};
 
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::live_bytes;
 
 #[derive(Debug, Default)]
 struct Report {
@@ -164,11 +147,11 @@ fn run_queries(
 }
 
 fn simulate(n: u32, queries: usize, seed: u64) -> (Report, Report) {
-    let heap0 = LIVE.load(Ordering::Relaxed);
+    let heap0 = live_bytes();
     let wall = Instant::now();
     let (mut net, mut addrs) = build(n, seed);
     let persistent = net.nodes.values().filter(|x| x.id().is_some()).count();
-    let heap = LIVE.load(Ordering::Relaxed) - heap0;
+    let heap = live_bytes() - heap0;
     let tables: usize = net.nodes.values().map(|x| x.table().len()).sum();
     // reliability-tests C1: every table fills well beyond its seed (the bootstrap node).
     let smallest = net
@@ -202,10 +185,10 @@ fn simulate(n: u32, queries: usize, seed: u64) -> (Report, Report) {
         "{n} nodes, {} replaced while querying",
         per_batch * batches
     ));
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_bytes();
     let count = net.nodes.len();
     net.nodes.clear();
-    let freed = before - LIVE.load(Ordering::Relaxed);
+    let freed = before - live_bytes();
     println!(
         "heap held by the {count} nodes themselves (freed when dropped): {:.1} MiB = {:.1} KiB per node",
         freed as f64 / (1 << 20) as f64,
