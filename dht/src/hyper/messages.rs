@@ -6,16 +6,6 @@
 //! unknown values survive a decode/encode round trip; see [`super::Mode`], [`super::Firewall`] and
 //! [`super::ErrorCode`] for the named values.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::net::{SocketAddrV4, SocketAddrV6};
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};

@@ -4,16 +4,6 @@
 //! new request is queued (not dropped) while the current slot holds `max_window` sends or all
 //! slots together hold `2 * max_window`. Each response, timeout or cancellation frees one.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 /// Default per-slot window (`MAX_WINDOW = 80`).
 pub const MAX_WINDOW: u32 = 80;
 

@@ -5,16 +5,6 @@
 //! totals. With 4 ticks of history and at least 4 outcomes in the last tick: offline after 2
 //! ticks without a response, degraded after 4 ticks with more than 50 % timeouts.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 /// Ticks of history (`MAX_HEALTH_WINDOW`).
 pub const MAX_HEALTH_WINDOW: usize = 4;
 /// Ticks without responses before offline (`OFFLINE_THRESHOLD`).

@@ -7,16 +7,6 @@
 //! [`Limits::max_transmits`](super::Limits::max_transmits) datagrams waiting to be sent
 //! (beyond that datagrams are dropped and counted, as a full UDP socket buffer would).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};

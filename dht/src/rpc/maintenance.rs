@@ -4,16 +4,6 @@
 //!
 //! Contract: methods of the sans-IO [`Node`]; `now` is passed in, nothing here does I/O.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 

@@ -6,16 +6,6 @@
 //! evicting one slot lowers the hits every slot shares; an arena with stable ids mirrors that).
 //! Threshold = `size - (0 if size < 4, 1 if < 8, 2 if < 12, else 3)`.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::net::Ipv4Addr;
 
 /// Ring size (`32`: 16 samples, two entries each).

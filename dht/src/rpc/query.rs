@@ -14,16 +14,6 @@
 //! replies with error 0 and a valid id. With `commit`, every closest reply is then sent the
 //! same command with its token (JS `autoCommit`).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::time::Instant;

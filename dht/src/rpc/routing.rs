@@ -9,16 +9,6 @@
 //! (the node then runs dht-rpc's ping-and-replace); `closest` walks rows from the target's row
 //! down to row 0, then upwards, taking rows in id order (not an exact XOR sort).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::net::SocketAddrV4;
 
 /// A 32-byte node id (`BLAKE2b(addr6)` for persistent nodes).

@@ -4,16 +4,6 @@
 //! `decodeReply`); layout in protocol-map §2.2. Flags are a `uint`; unknown flag bits are
 //! ignored, and so are bytes after the last field, as in JS.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::net::SocketAddrV4;
 
 use crate::codec::{Decode, DecodeError, DecodeErrorKind, Encode, Reader, Writer};
