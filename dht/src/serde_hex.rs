@@ -55,7 +55,7 @@ fn to_hex(b: &[u8]) -> String {
 
 fn from_hex(s: &str) -> Result<Vec<u8>, String> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd-length hex string".into());
     }
     let nib = |c: u8| -> Result<u8, String> {

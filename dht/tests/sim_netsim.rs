@@ -72,13 +72,12 @@ impl World {
                         self.after(to);
                     }
                 }
-            } else if let Some(Reverse((_, a))) = self.timers.pop() {
-                if let Some(n) = self.nodes.get_mut(&a) {
-                    if n.poll_timeout().is_some_and(|x| x <= now) {
-                        n.handle_timeout(now);
-                        self.after(a);
-                    }
-                }
+            } else if let Some(Reverse((_, a))) = self.timers.pop()
+                && let Some(n) = self.nodes.get_mut(&a)
+                && n.poll_timeout().is_some_and(|x| x <= now)
+            {
+                n.handle_timeout(now);
+                self.after(a);
             }
         }
         self.net.advance_to(until);

@@ -237,7 +237,7 @@ impl Handshake {
 
     /// Whether the next step is ours to send.
     pub fn is_my_turn(&self) -> bool {
-        !self.is_finished() && (self.step % 2 == 0) == self.initiator
+        !self.is_finished() && self.step.is_multiple_of(2) == self.initiator
     }
 
     /// Whether the handshake completed (see [`Handshake::result`]).

@@ -156,19 +156,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
 
     /// Wakes the parked write half if the read path moved outgoing bytes or connected.
     fn wake_writer_if(&mut self, flushed_before: u64) {
-        if self.flushed != flushed_before || self.core.is_connected() {
-            if let Some(w) = self.write_waker.take() {
-                w.wake();
-            }
+        if (self.flushed != flushed_before || self.core.is_connected())
+            && let Some(w) = self.write_waker.take()
+        {
+            w.wake();
         }
     }
 
     /// Wakes the parked read half if the write path consumed raw input.
     fn wake_reader_if(&mut self, filled_before: u64) {
-        if self.filled != filled_before || !self.pending.is_empty() {
-            if let Some(w) = self.read_waker.take() {
-                w.wake();
-            }
+        if (self.filled != filled_before || !self.pending.is_empty())
+            && let Some(w) = self.read_waker.take()
+        {
+            w.wake();
         }
     }
 

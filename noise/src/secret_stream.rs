@@ -297,10 +297,8 @@ impl SecretStream {
                 return s;
             }
         };
-        if is_initiator {
-            if let Err(e) = s.handshake_send() {
-                s.error = Some(e);
-            }
+        if is_initiator && let Err(e) = s.handshake_send() {
+            s.error = Some(e);
         }
         s
     }
@@ -666,10 +664,9 @@ impl Datagrams {
         if let Ok(tag) = self
             .send
             .encrypt_in_place_detached((&nonce).into(), &[], body)
+            && let Some(mac) = head.get_mut(8..)
         {
-            if let Some(mac) = head.get_mut(8..) {
-                mac.copy_from_slice(&tag);
-            }
+            mac.copy_from_slice(&tag);
         }
         Ok(out)
     }

@@ -103,10 +103,10 @@ pub fn dht_node(data: &[u8]) {
             }
         }
         while let Some(t) = node.poll_transmit() {
-            if let Ok(Message::Request(r)) = Message::from_bytes(&t.payload) {
-                if sent.len() < MAX_SEEN_REQUESTS {
-                    sent.push((t.to, r.tid));
-                }
+            if let Ok(Message::Request(r)) = Message::from_bytes(&t.payload)
+                && sent.len() < MAX_SEEN_REQUESTS
+            {
+                sent.push((t.to, r.tid));
             }
         }
         while node.poll_event().is_some() {}

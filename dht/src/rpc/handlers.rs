@@ -45,19 +45,19 @@ impl Node {
     pub(crate) fn on_request(&mut self, now: Instant, from: SocketAddrV4, req: Request) {
         self.stats.requests_in += 1;
         let from_id = Self::validate_id(req.id, &from);
-        if let Some(t) = &req.token {
-            if !self.io.tokens.is_valid(*from.ip(), t) {
-                self.send_reply(
-                    from,
-                    req.tid,
-                    req.target.as_ref(),
-                    wire::errors::INVALID_TOKEN,
-                    None,
-                    true,
-                    true,
-                );
-                return;
-            }
+        if let Some(t) = &req.token
+            && !self.io.tokens.is_valid(*from.ip(), t)
+        {
+            self.send_reply(
+                from,
+                req.tid,
+                req.target.as_ref(),
+                wire::errors::INVALID_TOKEN,
+                None,
+                true,
+                true,
+            );
+            return;
         }
         if from_id.is_some() {
             self.add_node_from_network(now, true, from, from_id, req.to);
@@ -105,16 +105,16 @@ impl Node {
                     let Some(v) = req.value.as_deref().filter(|v| v.len() >= 6) else {
                         return;
                     };
-                    if self.checks < super::maintenance::MAX_CHECKS {
-                        if let Some(addr) = v.get(..6).and_then(addr6) {
-                            let id = node_id(&addr);
-                            let tick = self.tick;
-                            if let Some(n) = self.table.get_mut(&id) {
-                                if n.pinged < tick || n.down_hints == 0 {
-                                    n.down_hints += 1;
-                                    self.check(now, id);
-                                }
-                            }
+                    if self.checks < super::maintenance::MAX_CHECKS
+                        && let Some(addr) = v.get(..6).and_then(addr6)
+                    {
+                        let id = node_id(&addr);
+                        let tick = self.tick;
+                        if let Some(n) = self.table.get_mut(&id)
+                            && (n.pinged < tick || n.down_hints == 0)
+                        {
+                            n.down_hints += 1;
+                            self.check(now, id);
                         }
                     }
                     self.send_reply(from, req.tid, None, 0, None, false, false);

@@ -69,11 +69,12 @@ impl NatSampler {
             let Some(&serial) = self.samples.get(j) else {
                 break;
             };
-            if let Some(s) = self.arena.iter_mut().find(|s| s.serial == serial) {
-                if s.port == port && s.host == host {
-                    s.hits += 1;
-                    return serial;
-                }
+            if let Some(s) = self.arena.iter_mut().find(|s| s.serial == serial)
+                && s.port == port
+                && s.host == host
+            {
+                s.hits += 1;
+                return serial;
             }
         }
         self.next_serial += 1;

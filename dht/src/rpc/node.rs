@@ -517,11 +517,11 @@ impl Node {
         };
         r.deadline = None;
         let mut slow_query = None;
-        if let Owner::Query(q) = r.owner {
-            if !r.cycled {
-                r.cycled = true;
-                slow_query = Some(q);
-            }
+        if let Owner::Query(q) = r.owner
+            && !r.cycled
+        {
+            r.cycled = true;
+            slow_query = Some(q);
         }
         let done = r.sent > r.retries;
         if let Some(q) = slow_query {

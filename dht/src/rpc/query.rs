@@ -317,10 +317,10 @@ impl Node {
                 return is_closer;
             }
             Some(Seen::Refs(refs)) => {
-                if let Some(r) = referrer {
-                    if refs.len() < max_refs {
-                        refs.push(r);
-                    }
+                if let Some(r) = referrer
+                    && refs.len() < max_refs
+                {
+                    refs.push(r);
                 }
                 return is_closer;
             }
@@ -447,14 +447,13 @@ impl Node {
         } else {
             q.errors += 1;
         }
-        if m.error == 0 {
-            if let Some(fid) = m.from_id {
-                if q.is_closer(&fid) {
-                    let mut stored = m.clone();
-                    stored.closer_nodes = Vec::new();
-                    q.push_closest(stored);
-                }
-            }
+        if m.error == 0
+            && let Some(fid) = m.from_id
+            && q.is_closer(&fid)
+        {
+            let mut stored = m.clone();
+            stored.closer_nodes = Vec::new();
+            q.push_closest(stored);
         }
         for addr in &m.closer_nodes {
             let nid = node_id(addr);
@@ -533,10 +532,10 @@ impl Node {
 
     /// `_downHint`: tell `node` that `down` did not answer (rate-limited per tick).
     fn down_hint(&mut self, now: Instant, id: QueryId, node: SocketAddrV4, down: SocketAddrV4) {
-        if let Some(limit) = self.config.down_hints_rate_limit {
-            if self.down_hints_sent >= limit {
-                return;
-            }
+        if let Some(limit) = self.config.down_hints_rate_limit
+            && self.down_hints_sent >= limit
+        {
+            return;
         }
         self.down_hints_sent += 1;
         let value = super::node::encode_addr6(&down);

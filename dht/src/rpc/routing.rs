@@ -261,10 +261,10 @@ impl RoutingTable {
                 continue;
             }
             let order = n.order;
-            if t.add(n.clone()) != AddOutcome::Full {
-                if let Some(e) = t.get_mut(&n.id) {
-                    e.order = order;
-                }
+            if t.add(n.clone()) != AddOutcome::Full
+                && let Some(e) = t.get_mut(&n.id)
+            {
+                e.order = order;
             }
         }
         t.order = self.order;

@@ -74,7 +74,7 @@ fn parse() -> Result<Args, String> {
 
 /// Deterministic pseudo-random bytes (SplitMix64 over the 8-byte block index).
 fn fill(buf: &mut [u8], offset: u64) {
-    debug_assert!(offset % 8 == 0);
+    debug_assert!(offset.is_multiple_of(8));
     for (i, chunk) in buf.chunks_mut(8).enumerate() {
         let mut z = (offset / 8 + i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
