@@ -1,4 +1,4 @@
-//! Networks of sans-IO nodes on the virtual-clock shuttle in `common/`.
+//! Networks of sans-IO nodes on the `netsim` fabric (see `common/`).
 
 mod common;
 
@@ -168,7 +168,7 @@ fn commit_phase_resends_the_command_with_each_closest_nodes_token() {
             ..dht::rpc::QueryOpts::new(target)
         },
     );
-    // kick the shuttle so the first datagrams leave
+    // kick the network so the first datagrams leave
     net.run_for(Duration::from_millis(1));
     let out = net
         .wait_query(at, q, Duration::from_secs(60))

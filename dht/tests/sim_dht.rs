@@ -1,4 +1,4 @@
-//! Whole-network simulation of sans-IO nodes under a virtual clock (the shuttle in `common/`).
+//! Whole-network simulation of sans-IO nodes under a virtual clock (on `netsim`, see `common/`).
 //!
 //! Reports, per FIND_NODE: referral hops to the closest reply, requests sent, the fraction of
 //! queries whose first closest reply is the true closest live node (exhaustive XOR sort), the
@@ -166,7 +166,7 @@ fn simulate(n: u32, queries: usize, seed: u64) -> (Report, Report) {
     );
     println!(
         "{n} nodes built in {:?} wall ({:?} virtual), {persistent} persistent; mean table {:.1} nodes; \
-         live heap {:.1} MiB = {:.1} KiB per node (shuttle queues included); {} datagrams delivered",
+         live heap {:.1} MiB = {:.1} KiB per node (datagrams in flight included); {} datagrams delivered",
         wall.elapsed(),
         net.now - net.start,
         tables as f64 / net.nodes.len() as f64,

@@ -191,12 +191,52 @@ impl Ord for InFlight {
 #[derive(Debug, Default)]
 struct LinkState {
     config: LinkConfig,
+    dynamic: Dynamic,
+    counters: Counters,
+}
+
+/// The state a link's models carry from one datagram to the next.
+#[derive(Debug, Default)]
+struct Dynamic {
+    /// Gilbert-Elliott chain in its bad state.
     bad: bool,
     /// When the bottleneck is free again.
     busy_until: Option<Instant>,
     /// Last datagram sent on the link.
     last_send: Option<Instant>,
-    counters: Counters,
+}
+
+impl LinkConfig {
+    /// Whether the models of this configuration carry state between datagrams.
+    fn needs_link_state(&self) -> bool {
+        self.rate.is_some() || matches!(self.loss, Loss::GilbertElliott { .. })
+    }
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.sent += o.sent;
+        self.sent_bytes += o.sent_bytes;
+        self.delivered += o.delivered;
+        self.delivered_bytes += o.delivered_bytes;
+        self.lost += o.lost;
+        self.too_big += o.too_big;
+        self.blackholed += o.blackholed;
+        self.queue_dropped += o.queue_dropped;
+        self.duplicated += o.duplicated;
+    }
+
+    fn subtract(&mut self, o: &Counters) {
+        self.sent -= o.sent;
+        self.sent_bytes -= o.sent_bytes;
+        self.delivered -= o.delivered;
+        self.delivered_bytes -= o.delivered_bytes;
+        self.lost -= o.lost;
+        self.too_big -= o.too_big;
+        self.blackholed -= o.blackholed;
+        self.queue_dropped -= o.queue_dropped;
+        self.duplicated -= o.duplicated;
+    }
 }
 
 /// The simulated network and its virtual clock.
@@ -207,6 +247,10 @@ pub struct Net {
     rng: Rng,
     default_link: LinkConfig,
     links: HashMap<(SocketAddr, SocketAddr), LinkState>,
+    /// Whether links without their own configuration keep per-link state (counters, loss
+    /// chain, bottleneck). See [`Net::with_stateless_default_links`].
+    default_link_state: bool,
+    totals: Counters,
     queue: BinaryHeap<InFlight>,
     order: u64,
     max_in_flight: usize,
@@ -221,6 +265,8 @@ impl Net {
             rng: Rng::new(seed),
             default_link: LinkConfig::default(),
             links: HashMap::new(),
+            default_link_state: true,
+            totals: Counters::default(),
             queue: BinaryHeap::new(),
             order: 0,
             max_in_flight: 1_000_000,
@@ -231,6 +277,21 @@ impl Net {
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self
+    }
+
+    /// Keeps no per-link state for links not configured with [`Net::set_link`], so that a
+    /// network of many nodes (a 10,000-node DHT talks over millions of node pairs) costs memory
+    /// only for the datagrams in flight. Their traffic is counted in [`Net::totals`] only. A
+    /// default configuration with state of its own (Gilbert-Elliott loss, a `rate` bottleneck)
+    /// still gets per-link state.
+    pub fn with_stateless_default_links(mut self) -> Self {
+        self.default_link_state = false;
+        self
+    }
+
+    /// Counters summed over every link.
+    pub fn totals(&self) -> Counters {
+        self.totals
     }
 
     /// The configuration of links not configured with [`Net::set_link`].
@@ -284,89 +345,44 @@ impl Net {
     pub fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         let now = self.now;
         let since_start = now - self.start;
-        let in_flight = self.queue.len();
-        let max_in_flight = self.max_in_flight;
-        // Split borrows: take the rng out while the link is borrowed.
-        let mut rng = std::mem::replace(&mut self.rng, Rng(0));
-        let link = self.link_mut(from, to);
-        let cfg = &link.config;
-        link.counters.sent += 1;
-        let prev_send = link.last_send.replace(now);
-        link.counters.sent_bytes += data.len() as u64;
-        let mut deliveries: [Option<Instant>; 2] = [None, None];
-        'decide: {
-            if cfg.mtu.is_some_and(|m| data.len() > m) {
-                link.counters.too_big += 1;
-                break 'decide;
-            }
-            if cfg
-                .blackholes
-                .iter()
-                .any(|(s, e)| since_start >= *s && since_start < *e)
-            {
-                link.counters.blackholed += 1;
-                break 'decide;
-            }
-            let lost = match cfg.loss {
-                Loss::None => false,
-                Loss::Random(p) => rng.chance(p),
-                Loss::GilbertElliott {
-                    p_good_bad,
-                    p_bad_good,
-                    loss_good,
-                    loss_bad,
-                } => {
-                    if prev_send.is_none_or(|t| now.saturating_duration_since(t) > GE_MEMORY) {
-                        let total = p_good_bad + p_bad_good;
-                        link.bad = total > 0.0 && rng.chance(p_good_bad / total);
-                    } else if link.bad {
-                        if rng.chance(p_bad_good) {
-                            link.bad = false;
-                        }
-                    } else if rng.chance(p_good_bad) {
-                        link.bad = true;
-                    }
-                    rng.chance(if link.bad { loss_bad } else { loss_good })
-                }
-            };
-            if lost {
-                link.counters.lost += 1;
-                break 'decide;
-            }
-            // Bottleneck: serialise at `rate`, tail-drop beyond the queue.
-            let mut depart = now;
-            if let Some(rate) = cfg.rate.filter(|r| *r > 0) {
-                let busy = link.busy_until.unwrap_or(now).max(now);
-                let backlog = (busy - now).as_secs_f64() * rate as f64;
-                let qcap = if cfg.queue_bytes == 0 {
-                    256 * 1024
-                } else {
-                    cfg.queue_bytes
-                };
-                if backlog + data.len() as f64 > qcap as f64 {
-                    link.counters.queue_dropped += 1;
-                    break 'decide;
-                }
-                depart = busy + Duration::from_secs_f64(data.len() as f64 / rate as f64);
-                link.busy_until = Some(depart);
-            }
-            let copies = if rng.chance(cfg.duplicate) { 2 } else { 1 };
-            for slot in deliveries.iter_mut().take(copies) {
-                let mut at = depart + cfg.delay + rng.duration_upto(cfg.jitter);
-                if rng.chance(cfg.reorder) {
-                    at += cfg.reorder_delay;
-                }
-                *slot = Some(at);
-            }
-            if copies == 2 {
-                link.counters.duplicated += 1;
-            }
-        }
-        self.rng = rng;
-        let mut room = max_in_flight.saturating_sub(in_flight);
+        let stateless = !self.default_link_state
+            && !self.default_link.needs_link_state()
+            && !self.links.contains_key(&(from, to));
+        let mut scratch = LinkState::default();
+        let link = if stateless {
+            &mut scratch
+        } else {
+            let def = &self.default_link;
+            self.links.entry((from, to)).or_insert_with(|| LinkState {
+                config: def.clone(),
+                ..LinkState::default()
+            })
+        };
+        let cfg = if stateless {
+            &self.default_link
+        } else {
+            &link.config
+        };
+        let before = link.counters;
+        let deliveries = decide(
+            cfg,
+            &mut link.dynamic,
+            &mut link.counters,
+            &mut self.rng,
+            now,
+            since_start,
+            data.len(),
+        );
+        let mut d = link.counters;
+        d.subtract(&before);
+        self.totals.add(&d);
+        let mut room = self.max_in_flight.saturating_sub(self.queue.len());
         for at in deliveries.into_iter().flatten() {
             if room == 0 {
-                self.link_mut(from, to).counters.queue_dropped += 1;
+                self.totals.queue_dropped += 1;
+                if let Some(l) = self.links.get_mut(&(from, to)) {
+                    l.counters.queue_dropped += 1;
+                }
                 continue;
             }
             room -= 1;
@@ -407,6 +423,8 @@ impl Net {
         }
         let f = self.queue.pop()?;
         let len = f.dgram.data.len() as u64;
+        self.totals.delivered += 1;
+        self.totals.delivered_bytes += len;
         if let Some(l) = self.links.get_mut(&(f.dgram.from, f.dgram.to)) {
             l.counters.delivered += 1;
             l.counters.delivered_bytes += len;
@@ -418,6 +436,89 @@ impl Net {
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
+}
+
+/// The fate of one datagram on a link: when its copies (0, 1 or 2) arrive.
+fn decide(
+    cfg: &LinkConfig,
+    st: &mut Dynamic,
+    counters: &mut Counters,
+    rng: &mut Rng,
+    now: Instant,
+    since_start: Duration,
+    len: usize,
+) -> [Option<Instant>; 2] {
+    counters.sent += 1;
+    counters.sent_bytes += len as u64;
+    let prev_send = st.last_send.replace(now);
+    let mut deliveries = [None, None];
+    if cfg.mtu.is_some_and(|m| len > m) {
+        counters.too_big += 1;
+        return deliveries;
+    }
+    if cfg
+        .blackholes
+        .iter()
+        .any(|(s, e)| since_start >= *s && since_start < *e)
+    {
+        counters.blackholed += 1;
+        return deliveries;
+    }
+    let lost = match cfg.loss {
+        Loss::None => false,
+        Loss::Random(p) => rng.chance(p),
+        Loss::GilbertElliott {
+            p_good_bad,
+            p_bad_good,
+            loss_good,
+            loss_bad,
+        } => {
+            if prev_send.is_none_or(|t| now.saturating_duration_since(t) > GE_MEMORY) {
+                let total = p_good_bad + p_bad_good;
+                st.bad = total > 0.0 && rng.chance(p_good_bad / total);
+            } else if st.bad {
+                if rng.chance(p_bad_good) {
+                    st.bad = false;
+                }
+            } else if rng.chance(p_good_bad) {
+                st.bad = true;
+            }
+            rng.chance(if st.bad { loss_bad } else { loss_good })
+        }
+    };
+    if lost {
+        counters.lost += 1;
+        return deliveries;
+    }
+    // Bottleneck: serialise at `rate`, tail-drop beyond the queue.
+    let mut depart = now;
+    if let Some(rate) = cfg.rate.filter(|r| *r > 0) {
+        let busy = st.busy_until.unwrap_or(now).max(now);
+        let backlog = (busy - now).as_secs_f64() * rate as f64;
+        let qcap = if cfg.queue_bytes == 0 {
+            256 * 1024
+        } else {
+            cfg.queue_bytes
+        };
+        if backlog + len as f64 > qcap as f64 {
+            counters.queue_dropped += 1;
+            return deliveries;
+        }
+        depart = busy + Duration::from_secs_f64(len as f64 / rate as f64);
+        st.busy_until = Some(depart);
+    }
+    let copies = if rng.chance(cfg.duplicate) { 2 } else { 1 };
+    for slot in deliveries.iter_mut().take(copies) {
+        let mut at = depart + cfg.delay + rng.duration_upto(cfg.jitter);
+        if rng.chance(cfg.reorder) {
+            at += cfg.reorder_delay;
+        }
+        *slot = Some(at);
+    }
+    if copies == 2 {
+        counters.duplicated += 1;
+    }
+    deliveries
 }
 
 #[cfg(test)]

@@ -136,3 +136,36 @@ fn rate_limit_spaces_deliveries_and_tail_drops() {
     assert_eq!(times.len(), 10);
     assert_eq!(times[9], Duration::from_millis(10));
 }
+
+#[test]
+fn stateless_default_links_keep_no_per_link_state_but_count_totals() {
+    let start = Instant::now();
+    let mut net = Net::new(start, 7).with_stateless_default_links();
+    net.set_default_link(LinkConfig {
+        delay: Duration::from_millis(5),
+        loss: Loss::Random(0.5),
+        ..LinkConfig::default()
+    });
+    let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+    let b: SocketAddr = "10.0.0.2:1".parse().unwrap();
+    for _ in 0..1000 {
+        net.send(a, b, &[1, 2, 3]);
+    }
+    net.advance(Duration::from_millis(5));
+    let mut got = 0;
+    while net.poll_deliver().is_some() {
+        got += 1;
+    }
+    let t = net.totals();
+    assert_eq!(t.sent, 1000);
+    assert_eq!(t.delivered, got);
+    assert_eq!(t.lost + t.delivered, 1000);
+    assert!((400..600).contains(&t.lost), "lost {}", t.lost);
+    // Nothing was kept per link.
+    assert_eq!(net.counters(a, b), Counters::default());
+    // A configured link still keeps its own counters.
+    net.set_link(a, b, LinkConfig::default());
+    net.send(a, b, &[1]);
+    assert_eq!(net.counters(a, b).sent, 1);
+    assert_eq!(net.totals().sent, 1001);
+}

@@ -1,18 +1,20 @@
-//! A virtual-clock datagram shuttle over sans-IO `dht::rpc::Node`s, for tests and simulation.
+//! A whole DHT of sans-IO `dht::rpc::Node`s on the `netsim` datagram fabric, for tests and
+//! simulation.
 //!
-//! Every node sits at a virtual IPv4 address; datagrams are delivered after a latency drawn
-//! from a seeded RNG (optionally dropped); timers fire in virtual time. No sockets, no clock.
+//! Every node sits at a virtual IPv4 address; `netsim` delivers datagrams after a seeded
+//! latency of 5-40 ms (links without their own configuration keep no per-link state, so 10,000
+//! nodes fit); timers fire in virtual time. No sockets, no clock.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome};
 
-/// A tiny deterministic RNG (SplitMix64) for the shuttle itself.
+/// A tiny deterministic RNG (SplitMix64) for the harness itself.
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);
 
@@ -42,16 +44,13 @@ pub struct Net {
     pub now: Instant,
     pub nodes: HashMap<SocketAddrV4, Node>,
     pub dead: HashSet<SocketAddrV4>,
-    wire: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    payloads: HashMap<usize, (SocketAddrV4, SocketAddrV4, Vec<u8>)>,
+    /// The datagram fabric.
+    pub wire: netsim::Net,
     timers: BinaryHeap<Reverse<(Instant, SocketAddrV4)>>,
     pub done: HashMap<(SocketAddrV4, QueryId), Result<QueryOutcome, QueryError>>,
     pub persistent: HashSet<SocketAddrV4>,
     pub ready: HashSet<SocketAddrV4>,
     pub rng: Rng,
-    seq: u64,
-    pub latency_ms: (u64, u64),
-    pub loss_permille: u64,
     pub delivered: u64,
     /// User requests seen by each node (answered at once with value `b"ok"`, token and closer
     /// nodes, as a hyperdht handler would).
@@ -71,16 +70,21 @@ impl Net {
             now: start,
             nodes: HashMap::new(),
             dead: HashSet::new(),
-            wire: BinaryHeap::new(),
-            payloads: HashMap::new(),
+            wire: {
+                let mut w =
+                    netsim::Net::new(start, seed ^ 0x6e65_7473_696d).with_stateless_default_links();
+                w.set_default_link(netsim::LinkConfig {
+                    delay: Duration::from_millis(5),
+                    jitter: Duration::from_millis(35),
+                    ..netsim::LinkConfig::default()
+                });
+                w
+            },
             timers: BinaryHeap::new(),
             done: HashMap::new(),
             persistent: HashSet::new(),
             ready: HashSet::new(),
             rng: Rng(seed),
-            seq: 0,
-            latency_ms: (5, 40),
-            loss_permille: 0,
             delivered: 0,
             user_requests: Vec::new(),
         }
@@ -125,19 +129,8 @@ impl Net {
             return;
         };
         while let Some(t) = node.poll_transmit() {
-            if self.loss_permille > 0 && self.rng.below(1000) < self.loss_permille {
-                continue;
-            }
-            let (lo, hi) = self.latency_ms;
-            let lat = lo + self.rng.below(hi - lo + 1);
-            self.seq += 1;
-            let key = self.seq as usize;
-            self.payloads.insert(key, (addr, t.to, t.payload));
-            self.wire.push(Reverse((
-                self.now + Duration::from_millis(lat),
-                self.seq,
-                key,
-            )));
+            self.wire
+                .send(SocketAddr::V4(addr), SocketAddr::V4(t.to), &t.payload);
         }
         let mut answered = false;
         while let Some(e) = node.poll_event() {
@@ -173,7 +166,7 @@ impl Net {
     /// Runs until virtual time `until`.
     pub fn run_until(&mut self, until: Instant) {
         loop {
-            let w = self.wire.peek().map(|Reverse((t, _, _))| *t);
+            let w = self.wire.next_delivery();
             let t = self.timers.peek().map(|Reverse((t, _))| *t);
             let next = match (w, t) {
                 (Some(a), Some(b)) => a.min(b),
@@ -185,15 +178,16 @@ impl Net {
                 break;
             }
             self.now = self.now.max(next);
+            self.wire.advance_to(self.now);
             if w == Some(next) {
-                let Some(Reverse((_, _, key))) = self.wire.pop() else {
-                    break;
+                let Some(d) = self.wire.poll_deliver() else {
+                    continue;
                 };
-                let Some((from, to, payload)) = self.payloads.remove(&key) else {
+                let (SocketAddr::V4(from), SocketAddr::V4(to)) = (d.from, d.to) else {
                     continue;
                 };
                 if let Some(node) = self.nodes.get_mut(&to) {
-                    node.handle_datagram(self.now, from, &payload);
+                    node.handle_datagram(self.now, from, &d.data);
                     self.delivered += 1;
                     self.after(to);
                 }
@@ -212,6 +206,7 @@ impl Net {
             }
         }
         self.now = self.now.max(until);
+        self.wire.advance_to(self.now);
     }
 
     pub fn run_for(&mut self, d: Duration) {
