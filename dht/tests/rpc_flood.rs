@@ -2,6 +2,8 @@
 //! documented caps are reached (`Limits`: events 4096, delayed pings 1024, outgoing datagrams
 //! 8192; the routing table holds at most one entry per address).
 
+#![allow(clippy::disallowed_methods)] // tests and benchmarks take real time as their origin
+
 // Heap is measured with the counting allocator in common/counting_alloc.rs.
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};

@@ -6,6 +6,8 @@
 //! replaced. The default run uses 300 nodes; `sim_10k_nodes` (ignored; run with
 //! `cargo test --release -p dht --test sim_dht -- --ignored --nocapture`) uses 10,000.
 
+#![allow(clippy::disallowed_methods)] // tests and benchmarks take real time as their origin
+
 // Heap is measured with the counting allocator in common/counting_alloc.rs.
 mod common;
 

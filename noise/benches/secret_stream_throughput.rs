@@ -9,6 +9,8 @@
 //! Environment: `NOISE_BENCH_MB` (default 128) plaintext MiB per measurement,
 //! `NOISE_BENCH_ROUNDS` (default 3).
 
+#![allow(clippy::disallowed_methods)] // tests and benchmarks take real time as their origin
+
 use std::process::Command;
 use std::time::Instant;
 

@@ -1,6 +1,8 @@
 //! Behaviour of the sans-IO core beyond the JS vectors: limits, ends of stream, misuse,
 //! keepalive timing.
 
+#![allow(clippy::disallowed_methods)] // tests and benchmarks take real time as their origin
+
 use std::time::{Duration, Instant};
 
 use noise::{

@@ -9,6 +9,7 @@
 
 // The fuzz oracle may assert and index: it runs on inputs it builds itself.
 #![allow(
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

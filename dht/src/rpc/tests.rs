@@ -1,5 +1,7 @@
 //! Handler-level tests: one node, datagrams crafted by hand, replies decoded.
 
+#![allow(clippy::disallowed_methods)] // tests and benchmarks take real time as their origin
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 

@@ -5,6 +5,7 @@
 //! latency of 5-40 ms (links without their own configuration keep no per-link state, so 10,000
 //! nodes fit); timers fire in virtual time. No sockets, no clock.
 
+#![allow(clippy::disallowed_methods)] // tests and benchmarks take real time as their origin
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::cmp::Reverse;
