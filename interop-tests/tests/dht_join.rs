@@ -2,11 +2,12 @@
 //! the JS nodes' routing tables, answer JS's PING and FIND_NODE, and JS queries routed through
 //! them complete with the Rust nodes counted among the closest replies.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use dht::crypto::node_id;
-use dht::rpc::Config;
 use dht::runtime::Dht;
 use interop_tests::JsProcess;
 use serde_json::{Value, json};
@@ -43,27 +44,11 @@ fn rust_nodes_join_a_js_testnet_and_serve_js_queries() {
     let bootstrap = SocketAddrV4::new(Ipv4Addr::LOCALHOST, bport);
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let rust: Vec<Dht> = rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..3 {
-            let config = Config {
-                bootstrap: vec![bootstrap],
-                ephemeral: Some(false),
-                ..Config::default()
-            };
-            let d = Dht::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), config)
-                .await
-                .expect("bind");
-            v.push(d);
-        }
-        for d in &v {
-            tokio::time::timeout(Duration::from_secs(30), d.ready())
-                .await
-                .expect("bootstrapped in time")
-                .expect("ready");
-        }
-        v
-    });
+    let rust: Vec<Dht> = rt.block_on(common::persistent_rust_nodes(
+        3,
+        bootstrap,
+        Duration::from_secs(30),
+    ));
     for d in &rust {
         let s = d.status();
         assert_eq!(

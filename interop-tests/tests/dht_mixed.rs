@@ -4,11 +4,12 @@
 //! JS's own queries do on the same network. Prints both rates and the top-20 overlaps. Then two
 //! JS hyperswarm peers find each other by topic on that network.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use dht::crypto::node_id;
-use dht::rpc::Config;
 use dht::rpc::routing::cmp_distance;
 use dht::runtime::Dht;
 use interop_tests::JsProcess;
@@ -62,24 +63,7 @@ fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let rust: Vec<Dht> = rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..RUST_NODES {
-            let config = Config {
-                bootstrap: vec![bootstrap],
-                ephemeral: Some(false),
-                ..Config::default()
-            };
-            let d = Dht::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), config)
-                .await
-                .expect("bind");
-            v.push(d);
-        }
-        for d in &v {
-            tokio::time::timeout(Duration::from_secs(60), d.ready())
-                .await
-                .expect("in time")
-                .expect("ready");
-        }
+        let v = common::persistent_rust_nodes(RUST_NODES, bootstrap, Duration::from_secs(60)).await;
         // let the second bootstrap rounds (with ids) and table filling settle
         tokio::time::sleep(Duration::from_secs(3)).await;
         v

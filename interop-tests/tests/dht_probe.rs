@@ -2,6 +2,8 @@
 //! five most recent nodes) passes against Rust nodes, DELAYED_PING is answered after the delay,
 //! and an unknown user command gets UNKNOWN_COMMAND with closer nodes and no token.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -30,17 +32,8 @@ fn js_probes_answered_by_rust_nodes() {
             .await
             .expect("bind");
         boot.ready().await.expect("ready");
-        let mut nodes = Vec::new();
-        for _ in 0..6 {
-            let c = Config {
-                bootstrap: vec![boot.local_addr()],
-                ephemeral: Some(false),
-                ..Config::default()
-            };
-            let d = Dht::bind(local, c).await.expect("bind");
-            d.ready().await.expect("ready");
-            nodes.push(d);
-        }
+        let nodes =
+            common::persistent_rust_nodes(6, boot.local_addr(), Duration::from_secs(60)).await;
         (boot, nodes)
     });
     let mut js =
