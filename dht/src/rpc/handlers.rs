@@ -119,17 +119,7 @@ impl Node {
                     }
                     self.send_reply(from, req.tid, None, 0, None, false, false);
                 }
-                None => {
-                    self.send_reply(
-                        from,
-                        req.tid,
-                        target.as_ref(),
-                        wire::errors::UNKNOWN_COMMAND,
-                        None,
-                        false,
-                        true,
-                    );
-                }
+                None => self.reply_unknown_command(from, req.tid, target.as_ref()),
             }
             return;
         }
@@ -146,15 +136,7 @@ impl Node {
                 value: req.value,
             }));
         } else {
-            self.send_reply(
-                from,
-                req.tid,
-                target.as_ref(),
-                wire::errors::UNKNOWN_COMMAND,
-                None,
-                false,
-                true,
-            );
+            self.reply_unknown_command(from, req.tid, target.as_ref());
         }
     }
 
@@ -191,6 +173,13 @@ impl Node {
     }
 
     /// `_sendReply`.
+    /// JS's answer to a command nobody handles: UNKNOWN_COMMAND, no token, closer nodes when
+    /// the request had a target.
+    fn reply_unknown_command(&mut self, to: SocketAddrV4, tid: u16, target: Option<&NodeId>) {
+        let error = wire::errors::UNKNOWN_COMMAND;
+        self.send_reply(to, tid, target, error, None, false, true);
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_reply(
         &mut self,
