@@ -118,7 +118,7 @@ fn setup_or_skip() -> Option<Netns> {
     }
 }
 
-/// Builds `udxcat` (dev profile) into this test's target dir and returns its path.
+/// Builds `udxcat` (release profile) into this test's target dir and returns its path.
 fn udxcat() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>
