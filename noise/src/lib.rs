@@ -19,6 +19,7 @@
 //!
 //! Remote input never panics; every failure is an error enum naming its cause.
 
+mod chacha;
 pub mod crypto;
 pub mod handshake;
 mod poly1305;
