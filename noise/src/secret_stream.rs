@@ -208,8 +208,10 @@ pub struct SecretStream {
     eof: bool,
     last: (usize, usize),
     data_frames_read: u64,
-    // send buffer: bytes [sent, len) wait for the raw stream
+    // send buffer: bytes [sent, out_end) wait for the raw stream; the Vec keeps its length
+    // past `out_end` so frames are encrypted into it without zero-filling it first
     out: Vec<u8>,
+    out_end: usize,
     sent: usize,
 }
 
@@ -227,6 +229,27 @@ impl Drop for SecretStream {
     fn drop(&mut self) {
         self.rx_key.zeroize();
     }
+}
+
+/// `n` writable bytes at the end of the send queue `out[sent..end]`, now part of it. Their
+/// old contents are stale bytes of earlier frames (the caller overwrites them all), so the
+/// buffer is only zero-filled where it grows.
+fn out_reserve<'a>(
+    out: &'a mut Vec<u8>,
+    sent: &mut usize,
+    end: &mut usize,
+    n: usize,
+) -> &'a mut [u8] {
+    if *sent == *end {
+        *sent = 0;
+        *end = 0;
+    }
+    let at = *end;
+    if out.len() < at + n {
+        out.resize(at + n, 0);
+    }
+    *end = at + n;
+    out.get_mut(at..at + n).unwrap_or(&mut [])
 }
 
 impl SecretStream {
@@ -252,6 +275,7 @@ impl SecretStream {
             last: (0, 0),
             data_frames_read: 0,
             out: Vec::new(),
+            out_end: 0,
             sent: 0,
         }
     }
@@ -351,9 +375,10 @@ impl SecretStream {
         let push = Push::new(&result.tx, &self.header);
         self.push = Some(push);
         let id = stream_id(&result.hash, self.is_initiator);
-        self.out.extend_from_slice(&u24(IDHEADERBYTES));
-        self.out.extend_from_slice(&id);
-        self.out.extend_from_slice(&self.header);
+        let header = self.header;
+        self.out_append(&u24(IDHEADERBYTES));
+        self.out_append(&id);
+        self.out_append(&header);
         self.datagrams = Some(Datagrams::new(
             &result.hash,
             self.is_initiator,
@@ -367,8 +392,8 @@ impl SecretStream {
             return Ok(());
         };
         let msg = hs.write_message(&[])?;
-        self.out.extend_from_slice(&u24(msg.len()));
-        self.out.extend_from_slice(&msg);
+        self.out_append(&u24(msg.len()));
+        self.out_append(&msg);
         self.after_handshake_step();
         Ok(())
     }
@@ -395,20 +420,22 @@ impl SecretStream {
             });
         }
         let push = self.push.as_mut().ok_or(StreamError::NotConnected)?;
-        if self.sent == self.out.len() {
-            self.out.clear();
-            self.sent = 0;
-        }
         let body = data.len() + ABYTES;
-        let at = self.out.len();
-        self.out.extend_from_slice(&u24(body));
-        self.out.push(0);
-        self.out.extend_from_slice(data);
-        self.out.resize(at + 3 + body, 0);
-        if let Some(frame) = self.out.get_mut(at + 3..) {
-            push.push_in_place(frame, TAG_MESSAGE);
-        }
+        let frame = out_reserve(&mut self.out, &mut self.sent, &mut self.out_end, 3 + body);
+        let (prefix, msg) = frame.split_at_mut(3);
+        prefix.copy_from_slice(&u24(body));
+        push.push_to(data, msg, TAG_MESSAGE);
         Ok(())
+    }
+
+    fn out_append(&mut self, bytes: &[u8]) {
+        out_reserve(
+            &mut self.out,
+            &mut self.sent,
+            &mut self.out_end,
+            bytes.len(),
+        )
+        .copy_from_slice(bytes);
     }
 
     /// Queues an empty message, as JS `sendKeepAlive()` does when its timer fires.
@@ -418,23 +445,32 @@ impl SecretStream {
 
     /// Bytes waiting to be written to the raw stream.
     pub fn outgoing(&self) -> &[u8] {
-        self.out.get(self.sent..).unwrap_or(&[])
+        self.out.get(self.sent..self.out_end).unwrap_or(&[])
     }
 
     /// Marks `n` bytes of [`SecretStream::outgoing`] as written.
     pub fn consume_outgoing(&mut self, n: usize) {
-        self.sent = (self.sent + n).min(self.out.len());
-        if self.sent == self.out.len() {
-            self.out.clear();
+        self.sent = (self.sent + n).min(self.out_end);
+        if self.sent == self.out_end {
+            self.out_end = 0;
             self.sent = 0;
         }
     }
 
     /// Takes all waiting outgoing bytes.
     pub fn take_outgoing(&mut self) -> Vec<u8> {
-        let mut v = std::mem::take(&mut self.out);
+        self.swap_outgoing(Vec::new())
+    }
+
+    /// Takes all waiting outgoing bytes and keeps `spare` as the send buffer (its contents are
+    /// ignored and overwritten; its allocation is reused). With [`SecretStream::feed_vec`] on
+    /// the peer, frames move between two streams in one process without a copy.
+    pub fn swap_outgoing(&mut self, spare: Vec<u8>) -> Vec<u8> {
+        let mut v = std::mem::replace(&mut self.out, spare);
+        v.truncate(self.out_end);
         v.drain(..self.sent.min(v.len()));
         self.sent = 0;
+        self.out_end = 0;
         v
     }
 
@@ -443,6 +479,22 @@ impl SecretStream {
         let dst = self.input_buffer(data.len());
         dst.copy_from_slice(data);
         self.input_filled(data.len());
+    }
+
+    /// Appends bytes received from the raw stream, handed over as an owned buffer: when no
+    /// partial frame is pending, `data` becomes the receive buffer without a copy and the old
+    /// buffer is returned for reuse; otherwise `data` is copied in and returned.
+    pub fn feed_vec(&mut self, data: Vec<u8>) -> Vec<u8> {
+        if self.start != self.filled {
+            self.feed(&data);
+            return data;
+        }
+        let n = data.len();
+        let old = std::mem::replace(&mut self.buf, data);
+        self.start = 0;
+        self.filled = n;
+        self.last = (0, 0);
+        old
     }
 
     /// A writable slice of at least `want` bytes at the end of the receive buffer; after
