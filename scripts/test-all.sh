@@ -5,7 +5,8 @@
 #
 # Tiers, in order: fmt, clippy, sans-IO cores without default features, the test suite
 # (unit, property, vector, corpus replay, simulation, live interop against JS on 127.0.0.1),
-# then a fuzz smoke run of every fuzz target.
+# the noise tests again with its SIMD backends compiled out (feature `portable`), then a fuzz
+# smoke run of every fuzz target.
 #
 # Environment: FUZZ_SECONDS (default 10) per fuzz target; SKIP_FUZZ=1 skips the fuzz smoke.
 set -euo pipefail
@@ -51,6 +52,9 @@ cargo check --quiet -p dht -p noise -p udx --no-default-features
 
 step "tests"
 cargo nextest run --workspace --features dht/cli --no-fail-fast --profile ci
+
+step "noise with its SIMD backends compiled out (the path CPUs without AVX-512 take)"
+cargo nextest run -p noise --features portable --no-fail-fast --profile ci
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz smoke (${FUZZ_SECONDS:-10} s per target)"

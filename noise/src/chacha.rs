@@ -43,7 +43,7 @@ pub(crate) fn xor_keystream_from(
 
 /// The `chacha20` crate, plus the wrap of the block counter that the crate refuses (it never
 /// produces block 2^32 - 1 and stops there).
-fn portable(key: &[u8; 32], nonce: &[u8; 12], counter: u32, data: &mut [u8]) {
+pub(crate) fn portable(key: &[u8; 32], nonce: &[u8; 12], counter: u32, data: &mut [u8]) {
     let mut ctr = counter;
     let mut rest = data;
     while !rest.is_empty() {

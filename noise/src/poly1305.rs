@@ -149,7 +149,7 @@ impl Poly1305 {
 
     /// [`Self::update`], sending runs of at least `simd_min` whole-block bytes to the IFMA
     /// code (`usize::MAX`: never).
-    fn update_with(&mut self, mut data: &[u8], simd_min: usize) {
+    pub(crate) fn update_with(&mut self, mut data: &[u8], simd_min: usize) {
         if self.buf_len > 0 {
             let take = (16 - self.buf_len).min(data.len());
             let (head, rest) = data.split_at(take);

@@ -8,6 +8,7 @@ type Check = fn(&[u8]);
 const TARGETS: &[(&str, Check)] = &[
     ("noise_handshake_message", noise::fuzzing::handshake_message),
     ("noise_frames", noise::fuzzing::frames),
+    ("noise_simd", noise::fuzzing::simd),
 ];
 
 #[test]
