@@ -2,10 +2,13 @@
 //!
 //! `cargo bench -p noise --bench secret_stream_throughput` (release build). For each message
 //! size, one [`noise::SecretStream`] frames and encrypts messages and its peer parses and
-//! decrypts them (sans-IO core, no sockets); `interop-tests/js/secret-stream-bench.js` does
-//! the same with two `@hyperswarm/secret-stream` instances joined in memory. Rust and JS
-//! alternate per size and round; medians and the ratio are printed as a Markdown table. The
-//! JS side needs `npm ci` in `interop-tests/js` (skipped with a note otherwise).
+//! decrypts them (sans-IO core, no sockets; frames are handed over without a copy, as the JS
+//! bench passes its Buffers along); `interop-tests/js/secret-stream-bench.js` does the same
+//! with two `@hyperswarm/secret-stream` instances joined in memory. Rust runs twice: both ends
+//! on one thread (like for like with Node's single event loop) and each end on its own thread
+//! (as a multi-threaded runtime runs a connection's writer and reader). Rust and JS alternate
+//! per size and round; medians and the ratios are printed as a Markdown table. The JS side
+//! needs `npm ci` in `interop-tests/js` (skipped with a note otherwise).
 //! Environment: `NOISE_BENCH_MB` (default 128) plaintext MiB per measurement,
 //! `NOISE_BENCH_ROUNDS` (default 3).
 
@@ -67,6 +70,43 @@ fn rust_run(size: usize, total: usize) -> f64 {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    assert_eq!(received, count * size);
+    received as f64 / secs / 1e6
+}
+
+/// As [`rust_run`], but the sending stream and the receiving stream each run on their own
+/// thread (as a multi-threaded runtime runs a connection's writer and reader), handing frames
+/// over through a bounded channel; buffers travel back for reuse. MB/s of plaintext received.
+fn rust_run_threaded(size: usize, total: usize) -> f64 {
+    use std::sync::mpsc::{channel, sync_channel};
+    let (mut a, mut b) = pair();
+    let count = total.div_ceil(size);
+    let batch = (256 * 1024 / size).max(1);
+    let (tx, rx) = sync_channel::<Vec<u8>>(4);
+    let (back_tx, back_rx) = channel::<Vec<u8>>();
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let msg = vec![0xaau8; size];
+        let mut sent = 0;
+        while sent < count {
+            for _ in 0..batch.min(count - sent) {
+                a.write(&msg).unwrap();
+                sent += 1;
+            }
+            let spare = back_rx.try_recv().unwrap_or_default();
+            tx.send(a.swap_outgoing(spare)).unwrap();
+        }
+    });
+    let mut received = 0usize;
+    while let Ok(wire) = rx.recv() {
+        let old = b.feed_vec(wire);
+        let _ = back_tx.send(old);
+        while let Some(m) = b.poll_message().unwrap() {
+            received += m.len();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    sender.join().unwrap();
     assert_eq!(received, count * size);
     received as f64 / secs / 1e6
 }
@@ -133,13 +173,18 @@ fn main() {
         "secret-stream encrypt+decrypt, one process, {mib} MiB plaintext per measurement, \
          median of {rounds} alternating Rust/JS rounds"
     );
-    println!("| message size | Rust MB/s | JS MB/s | Rust / JS | Rust rounds | JS rounds |");
-    println!("|---:|---:|---:|---:|---|---|");
+    println!(
+        "| message size | Rust MB/s, 1 thread | JS MB/s | Rust / JS | Rust rounds | JS rounds \
+         | Rust MB/s, 2 threads | 2 threads / JS |"
+    );
+    println!("|---:|---:|---:|---:|---|---|---:|---:|");
     for size in sizes {
         let mut r = Vec::new();
         let mut j = Vec::new();
+        let mut t = Vec::new();
         for _ in 0..rounds {
             r.push(rust_run(size, total));
+            t.push(rust_run_threaded(size, total));
             if let Some(x) = js_run(size, total) {
                 j.push(x);
             }
@@ -159,13 +204,15 @@ fn main() {
         };
         let (rs, js) = (fmt(&r), fmt(&j));
         let rm = median(&mut r);
+        let tm = median(&mut t);
         if j.is_empty() {
-            println!("| {label} | {rm:.0} | n/a | n/a | {rs} | |");
+            println!("| {label} | {rm:.0} | n/a | n/a | {rs} | | {tm:.0} | n/a |");
         } else {
             let jm = median(&mut j);
             println!(
-                "| {label} | {rm:.0} | {jm:.0} | {:.2}x | {rs} | {js} |",
-                rm / jm
+                "| {label} | {rm:.0} | {jm:.0} | {:.2}x | {rs} | {js} | {tm:.0} | {:.2}x |",
+                rm / jm,
+                tm / jm
             );
         }
     }
