@@ -113,13 +113,13 @@ fn rust_run_threaded(size: usize, total: usize) -> f64 {
 
 /// One JS measurement of `size` (the script warms up first); `None` when node or the
 /// packages are missing.
-fn js_run(size: usize, total: usize) -> Option<f64> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../interop-tests/js/secret-stream-bench.js"
+fn js_run(script: &str, size: usize, total: usize) -> Option<f64> {
+    let script = format!(
+        "{}/../interop-tests/js/{script}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let out = Command::new("node")
-        .args([script, &size.to_string(), &total.to_string()])
+        .args([&script, &size.to_string(), &total.to_string()])
         .output();
     match out {
         Ok(out) if out.status.success() => {
@@ -171,30 +171,22 @@ fn main() {
     // Rust and JS alternate per size and round, so load changes on a shared machine hit both.
     println!(
         "secret-stream encrypt+decrypt, one process, {mib} MiB plaintext per measurement, \
-         median of {rounds} alternating Rust/JS rounds"
+         median of {rounds} alternating Rust/JS rounds (MB/s of plaintext)"
     );
     println!(
-        "| message size | Rust MB/s, 1 thread | JS MB/s | Rust / JS | Rust rounds | JS rounds \
-         | Rust MB/s, 2 threads | 2 threads / JS |"
+        "| message size | Rust, 1 thread | JS, 1 thread | **Rust / JS** \
+         | Rust, 2 threads | JS, 2 workers | **Rust / JS** |"
     );
-    println!("|---:|---:|---:|---:|---|---|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut all_rounds = Vec::new();
     for size in sizes {
-        let mut r = Vec::new();
-        let mut j = Vec::new();
-        let mut t = Vec::new();
+        let [mut r, mut j, mut t, mut w] = [(); 4].map(|_| Vec::new());
         for _ in 0..rounds {
             r.push(rust_run(size, total));
+            j.extend(js_run("secret-stream-bench.js", size, total));
             t.push(rust_run_threaded(size, total));
-            if let Some(x) = js_run(size, total) {
-                j.push(x);
-            }
+            w.extend(js_run("secret-stream-bench-workers.js", size, total));
         }
-        let fmt = |v: &[f64]| {
-            v.iter()
-                .map(|x| format!("{x:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let label = if size >= 1024 * 1024 {
             format!("{} MiB", size / (1024 * 1024))
         } else if size >= 1024 {
@@ -202,18 +194,49 @@ fn main() {
         } else {
             format!("{size} B")
         };
-        let (rs, js) = (fmt(&r), fmt(&j));
-        let rm = median(&mut r);
-        let tm = median(&mut t);
-        if j.is_empty() {
-            println!("| {label} | {rm:.0} | n/a | n/a | {rs} | | {tm:.0} | n/a |");
-        } else {
-            let jm = median(&mut j);
-            println!(
-                "| {label} | {rm:.0} | {jm:.0} | {:.2}x | {rs} | {js} | {tm:.0} | {:.2}x |",
-                rm / jm,
-                tm / jm
-            );
-        }
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        all_rounds.push(format!(
+            "| {label} | {} | {} | {} | {} |",
+            list(&r),
+            list(&j),
+            list(&t),
+            list(&w)
+        ));
+        let cell = |v: &mut Vec<f64>| {
+            if v.is_empty() {
+                "n/a".to_string()
+            } else {
+                format!("{:.0}", median(v))
+            }
+        };
+        let ratio = |a: &mut Vec<f64>, b: &mut Vec<f64>| {
+            if b.is_empty() {
+                "n/a".to_string()
+            } else {
+                format!("**{:.2}x**", median(a) / median(b))
+            }
+        };
+        println!(
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            cell(&mut r),
+            cell(&mut j),
+            ratio(&mut r, &mut j),
+            cell(&mut t),
+            cell(&mut w),
+            ratio(&mut t, &mut w)
+        );
+    }
+    println!();
+    println!("Rounds, in order:");
+    println!();
+    println!("| message size | Rust, 1 thread | JS, 1 thread | Rust, 2 threads | JS, 2 workers |");
+    println!("|---:|---|---|---|---|");
+    for line in all_rounds {
+        println!("{line}");
     }
 }
