@@ -10,7 +10,8 @@
 //! per size and round; medians and the ratios are printed as a Markdown table. The JS side
 //! needs `npm ci` in `interop-tests/js` (skipped with a note otherwise).
 //! Environment: `NOISE_BENCH_MB` (default 128) plaintext MiB per measurement,
-//! `NOISE_BENCH_ROUNDS` (default 3).
+//! `NOISE_BENCH_ROUNDS` (default 3), `NOISE_BENCH_SIZES` (comma-separated message sizes in
+//! bytes; default 64 B to 1 MiB).
 
 #![allow(clippy::disallowed_methods)] // tests and benchmarks take real time as their origin
 
@@ -157,15 +158,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let total = mib * 1024 * 1024;
-    let sizes = [
-        64usize,
-        256,
-        1024,
-        4 * 1024,
-        16 * 1024,
-        64 * 1024,
-        1024 * 1024,
-    ];
+    let sizes: Vec<usize> = std::env::var("NOISE_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![64, 256, 1024, 4 * 1024, 16 * 1024, 64 * 1024, 1024 * 1024]);
     rust_run(16 * 1024, 16 * 1024 * 1024); // warm-up
 
     // Rust and JS alternate per size and round, so load changes on a shared machine hit both.
