@@ -36,5 +36,5 @@ pub use crypto::{DhError, KeyPair, NS_INITIATOR, NS_RESPONDER, NS_SEND, dh};
 pub use handshake::{Handshake, HandshakeError, HandshakeResult, Pattern};
 pub use secret_stream::{
     Config, DatagramError, Datagrams, KeepAlive, MAX_FRAME_LEN, MAX_MESSAGE_LEN, Randomness,
-    SecretStream, StreamError, stream_id,
+    RecvHalf, SecretStream, SendHalf, StreamError, stream_id,
 };

@@ -208,11 +208,7 @@ pub struct SecretStream {
     eof: bool,
     last: (usize, usize),
     data_frames_read: u64,
-    // send buffer: bytes [sent, out_end) wait for the raw stream; the Vec keeps its length
-    // past `out_end` so frames are encrypted into it without zero-filling it first
-    out: Vec<u8>,
-    out_end: usize,
-    sent: usize,
+    out: SendQueue,
 }
 
 impl std::fmt::Debug for SecretStream {
@@ -231,25 +227,72 @@ impl Drop for SecretStream {
     }
 }
 
-/// `n` writable bytes at the end of the send queue `out[sent..end]`, now part of it. Their
-/// old contents are stale bytes of earlier frames (the caller overwrites them all), so the
-/// buffer is only zero-filled where it grows.
-fn out_reserve<'a>(
-    out: &'a mut Vec<u8>,
-    sent: &mut usize,
-    end: &mut usize,
-    n: usize,
-) -> &'a mut [u8] {
-    if *sent == *end {
-        *sent = 0;
-        *end = 0;
+/// Frames waiting for the raw stream: bytes `[sent, end)` of `buf`. The Vec keeps its length
+/// past `end`, so frames are encrypted into it without zero-filling it first.
+#[derive(Clone, Default)]
+struct SendQueue {
+    buf: Vec<u8>,
+    end: usize,
+    sent: usize,
+}
+
+impl SendQueue {
+    /// `n` writable bytes at the end of the queue, now part of it. Their old contents are stale
+    /// bytes of earlier frames (the caller overwrites them all), so the buffer is only
+    /// zero-filled where it grows.
+    fn reserve(&mut self, n: usize) -> &mut [u8] {
+        if self.sent == self.end {
+            self.sent = 0;
+            self.end = 0;
+        }
+        let at = self.end;
+        if self.buf.len() < at + n {
+            self.buf.resize(at + n, 0);
+        }
+        self.end = at + n;
+        self.buf.get_mut(at..at + n).unwrap_or(&mut [])
     }
-    let at = *end;
-    if out.len() < at + n {
-        out.resize(at + n, 0);
+
+    fn append(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len()).copy_from_slice(bytes);
     }
-    *end = at + n;
-    out.get_mut(at..at + n).unwrap_or(&mut [])
+
+    fn pending(&self) -> &[u8] {
+        self.buf.get(self.sent..self.end).unwrap_or(&[])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.end);
+        if self.sent == self.end {
+            self.end = 0;
+            self.sent = 0;
+        }
+    }
+
+    fn swap(&mut self, spare: Vec<u8>) -> Vec<u8> {
+        let mut v = std::mem::replace(&mut self.buf, spare);
+        v.truncate(self.end);
+        v.drain(..self.sent.min(v.len()));
+        self.sent = 0;
+        self.end = 0;
+        v
+    }
+
+    /// Encrypts `data` into a new data frame at the end of the queue.
+    fn push_message(&mut self, push: &mut Push, data: &[u8]) -> Result<(), StreamError> {
+        if data.len() > MAX_MESSAGE_LEN {
+            return Err(StreamError::MessageTooLarge {
+                len: data.len(),
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        let body = data.len() + ABYTES;
+        let frame = self.reserve(3 + body);
+        let (prefix, msg) = frame.split_at_mut(3);
+        prefix.copy_from_slice(&u24(body));
+        push.push_to(data, msg, TAG_MESSAGE);
+        Ok(())
+    }
 }
 
 impl SecretStream {
@@ -274,9 +317,7 @@ impl SecretStream {
             eof: false,
             last: (0, 0),
             data_frames_read: 0,
-            out: Vec::new(),
-            out_end: 0,
-            sent: 0,
+            out: SendQueue::default(),
         }
     }
 
@@ -375,10 +416,9 @@ impl SecretStream {
         let push = Push::new(&result.tx, &self.header);
         self.push = Some(push);
         let id = stream_id(&result.hash, self.is_initiator);
-        let header = self.header;
-        self.out_append(&u24(IDHEADERBYTES));
-        self.out_append(&id);
-        self.out_append(&header);
+        self.out.append(&u24(IDHEADERBYTES));
+        self.out.append(&id);
+        self.out.append(&self.header);
         self.datagrams = Some(Datagrams::new(
             &result.hash,
             self.is_initiator,
@@ -392,8 +432,8 @@ impl SecretStream {
             return Ok(());
         };
         let msg = hs.write_message(&[])?;
-        self.out_append(&u24(msg.len()));
-        self.out_append(&msg);
+        self.out.append(&u24(msg.len()));
+        self.out.append(&msg);
         self.after_handshake_step();
         Ok(())
     }
@@ -413,29 +453,8 @@ impl SecretStream {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
-        if data.len() > MAX_MESSAGE_LEN {
-            return Err(StreamError::MessageTooLarge {
-                len: data.len(),
-                max: MAX_MESSAGE_LEN,
-            });
-        }
         let push = self.push.as_mut().ok_or(StreamError::NotConnected)?;
-        let body = data.len() + ABYTES;
-        let frame = out_reserve(&mut self.out, &mut self.sent, &mut self.out_end, 3 + body);
-        let (prefix, msg) = frame.split_at_mut(3);
-        prefix.copy_from_slice(&u24(body));
-        push.push_to(data, msg, TAG_MESSAGE);
-        Ok(())
-    }
-
-    fn out_append(&mut self, bytes: &[u8]) {
-        out_reserve(
-            &mut self.out,
-            &mut self.sent,
-            &mut self.out_end,
-            bytes.len(),
-        )
-        .copy_from_slice(bytes);
+        self.out.push_message(push, data)
     }
 
     /// Queues an empty message, as JS `sendKeepAlive()` does when its timer fires.
@@ -445,33 +464,42 @@ impl SecretStream {
 
     /// Bytes waiting to be written to the raw stream.
     pub fn outgoing(&self) -> &[u8] {
-        self.out.get(self.sent..self.out_end).unwrap_or(&[])
+        self.out.pending()
     }
 
     /// Marks `n` bytes of [`SecretStream::outgoing`] as written.
     pub fn consume_outgoing(&mut self, n: usize) {
-        self.sent = (self.sent + n).min(self.out_end);
-        if self.sent == self.out_end {
-            self.out_end = 0;
-            self.sent = 0;
-        }
+        self.out.consume(n);
     }
 
     /// Takes all waiting outgoing bytes.
     pub fn take_outgoing(&mut self) -> Vec<u8> {
-        self.swap_outgoing(Vec::new())
+        self.out.swap(Vec::new())
     }
 
     /// Takes all waiting outgoing bytes and keeps `spare` as the send buffer (its contents are
     /// ignored and overwritten; its allocation is reused). With [`SecretStream::feed_vec`] on
     /// the peer, frames move between two streams in one process without a copy.
     pub fn swap_outgoing(&mut self, spare: Vec<u8>) -> Vec<u8> {
-        let mut v = std::mem::replace(&mut self.out, spare);
-        v.truncate(self.out_end);
-        v.drain(..self.sent.min(v.len()));
-        self.sent = 0;
-        self.out_end = 0;
-        v
+        self.out.swap(spare)
+    }
+
+    /// Splits a stream whose handshake is done (our keys exist) into a sending and a receiving
+    /// half that need no shared state, so a connection's writer and reader can run on different
+    /// threads. Waiting outgoing bytes (the header frame, queued messages) move to the send
+    /// half; the datagram keys and buffered input stay with the receive half. The halves fail
+    /// independently: a bad frame fails the receive half only, so drop both when either fails.
+    /// Returns the stream unchanged while the handshake is running or after it failed.
+    #[allow(clippy::result_large_err)] // the Ok side is as large: it holds the same state
+    pub fn into_split(mut self) -> Result<(SendHalf, RecvHalf), Self> {
+        if self.error.is_some() {
+            return Err(self);
+        }
+        let Some(push) = self.push.take() else {
+            return Err(self);
+        };
+        let out = std::mem::take(&mut self.out);
+        Ok((SendHalf { push, out }, RecvHalf(self)))
     }
 
     /// Appends bytes received from the raw stream.
@@ -643,6 +671,132 @@ impl SecretStream {
                 Ok(Some((a + 1, a + 1 + len)))
             }
         }
+    }
+}
+
+/// The sending half of a split [`SecretStream`] ([`SecretStream::into_split`]): encrypts
+/// messages into frames that wait in [`SendHalf::outgoing`] for the raw stream.
+#[derive(Clone)]
+pub struct SendHalf {
+    push: Push,
+    out: SendQueue,
+}
+
+impl std::fmt::Debug for SendHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendHalf")
+            .field("outgoing", &self.out.pending().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SendHalf {
+    /// Queues one message, as [`SecretStream::write`].
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        self.out.push_message(&mut self.push, data)
+    }
+
+    /// Queues an empty message (a keepalive).
+    pub fn send_keep_alive(&mut self) -> Result<(), StreamError> {
+        self.write(&[])
+    }
+
+    /// Bytes waiting to be written to the raw stream.
+    pub fn outgoing(&self) -> &[u8] {
+        self.out.pending()
+    }
+
+    /// Marks `n` bytes of [`SendHalf::outgoing`] as written.
+    pub fn consume_outgoing(&mut self, n: usize) {
+        self.out.consume(n);
+    }
+
+    /// Takes all waiting outgoing bytes.
+    pub fn take_outgoing(&mut self) -> Vec<u8> {
+        self.out.swap(Vec::new())
+    }
+
+    /// As [`SecretStream::swap_outgoing`].
+    pub fn swap_outgoing(&mut self, spare: Vec<u8>) -> Vec<u8> {
+        self.out.swap(spare)
+    }
+}
+
+/// The receiving half of a split [`SecretStream`] ([`SecretStream::into_split`]): takes the
+/// raw stream's bytes, checks the peer's header and returns decrypted messages. It also keeps
+/// the datagram keys.
+#[derive(Clone, Debug)]
+pub struct RecvHalf(SecretStream);
+
+impl RecvHalf {
+    /// As [`SecretStream::feed`].
+    pub fn feed(&mut self, data: &[u8]) {
+        self.0.feed(data);
+    }
+
+    /// As [`SecretStream::feed_vec`].
+    pub fn feed_vec(&mut self, data: Vec<u8>) -> Vec<u8> {
+        self.0.feed_vec(data)
+    }
+
+    /// As [`SecretStream::input_buffer`].
+    pub fn input_buffer(&mut self, want: usize) -> &mut [u8] {
+        self.0.input_buffer(want)
+    }
+
+    /// As [`SecretStream::input_filled`].
+    pub fn input_filled(&mut self, n: usize) {
+        self.0.input_filled(n);
+    }
+
+    /// As [`SecretStream::feed_eof`].
+    pub fn feed_eof(&mut self) {
+        self.0.feed_eof();
+    }
+
+    /// As [`SecretStream::is_finished`].
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// As [`SecretStream::poll_message`].
+    pub fn poll_message(&mut self) -> Result<Option<&[u8]>, StreamError> {
+        self.0.poll_message()
+    }
+
+    /// Whether the peer's header arrived (and the half has not failed).
+    pub fn is_established(&self) -> bool {
+        self.0.is_established()
+    }
+
+    /// The sticky error, if this half failed.
+    pub fn error(&self) -> Option<&StreamError> {
+        self.0.error()
+    }
+
+    /// As [`SecretStream::data_frames_read`].
+    pub fn data_frames_read(&self) -> u64 {
+        self.0.data_frames_read()
+    }
+
+    /// As [`SecretStream::set_filter_zero_byte_messages`].
+    pub fn set_filter_zero_byte_messages(&mut self, on: bool) {
+        self.0.set_filter_zero_byte_messages(on);
+    }
+
+    /// The handshake hash.
+    pub fn handshake_hash(&self) -> &[u8; 64] {
+        self.0.handshake_hash()
+    }
+
+    /// The peer's static public key.
+    pub fn remote_public_key(&self) -> &[u8; 32] {
+        self.0.remote_public_key()
+    }
+
+    /// The datagram sealer/opener.
+    pub fn datagrams(&mut self) -> Option<&mut Datagrams> {
+        self.0.datagrams()
     }
 }
 

@@ -285,3 +285,91 @@ fn owned_buffers_move_frames_without_losing_or_reordering_bytes() {
     a.write(b"again").unwrap();
     assert_eq!(a.outgoing().len(), 3 + 5 + 17);
 }
+
+#[test]
+fn split_halves_run_full_duplex_on_four_threads() {
+    use std::sync::mpsc::sync_channel;
+    // XX pair, established; then each side splits into a send and a receive half
+    let (a, b) = xx_pair(Config::default());
+    let (mut a_tx, mut a_rx) = a.into_split().unwrap();
+    let (mut b_tx, mut b_rx) = b.into_split().unwrap();
+    assert!(a_rx.is_established() && b_rx.is_established());
+    assert_eq!(a_rx.handshake_hash(), b_rx.handshake_hash());
+
+    let message = |k: usize, side: u8| -> Vec<u8> {
+        let n = [1usize, 100, 1500, 20_000, 65_536][k % 5];
+        (0..n).map(|j| (j as u8) ^ (k as u8) ^ side).collect()
+    };
+    const COUNT: usize = 600;
+    let (to_b, from_a) = sync_channel::<Vec<u8>>(4);
+    let (to_a, from_b) = sync_channel::<Vec<u8>>(4);
+    let sender = |mut tx: noise::SendHalf, ch: std::sync::mpsc::SyncSender<Vec<u8>>, side| {
+        std::thread::spawn(move || {
+            for k in 0..COUNT {
+                tx.write(&message(k, side)).unwrap();
+                if k % 7 == 6 || k == COUNT - 1 {
+                    ch.send(tx.take_outgoing()).unwrap();
+                }
+            }
+        })
+    };
+    let receiver = |mut rx: noise::RecvHalf, ch: std::sync::mpsc::Receiver<Vec<u8>>, side| {
+        std::thread::spawn(move || {
+            let mut k = 0;
+            while let Ok(wire) = ch.recv() {
+                rx.feed_vec(wire);
+                while let Some(m) = rx.poll_message().unwrap() {
+                    assert_eq!(m, &message(k, side)[..], "message {k}");
+                    k += 1;
+                }
+            }
+            k
+        })
+    };
+    let threads = [sender(a_tx.clone(), to_b, 1), sender(b_tx.clone(), to_a, 2)];
+    let ra = receiver(a_rx.clone(), from_b, 2);
+    let rb = receiver(b_rx.clone(), from_a, 1);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(rb.join().unwrap(), COUNT);
+    assert_eq!(ra.join().unwrap(), COUNT);
+
+    // the originals (clones were moved) still work as a pair, and a tampered frame fails
+    // only the receive half it reaches
+    a_tx.write(b"after").unwrap();
+    b_rx.feed(&a_tx.take_outgoing());
+    assert_eq!(b_rx.poll_message().unwrap(), Some(&b"after"[..]));
+    a_tx.write(b"bad").unwrap();
+    let mut wire = a_tx.take_outgoing();
+    wire[5] ^= 1;
+    b_rx.feed(&wire);
+    assert!(b_rx.poll_message().is_err());
+    assert!(b_rx.error().is_some());
+    b_tx.write(b"still sends").unwrap();
+    a_rx.feed(&b_tx.take_outgoing());
+    assert_eq!(a_rx.poll_message().unwrap(), Some(&b"still sends"[..]));
+}
+
+#[test]
+fn split_needs_a_finished_handshake_and_keeps_queued_bytes() {
+    // during XX: refused, and the stream comes back intact
+    let a = SecretStream::new_xx(
+        true,
+        KeyPair::from_seed([1; 32]),
+        rand(1),
+        Config::default(),
+    );
+    let first = a.outgoing().to_vec();
+    let a = a.into_split().unwrap_err();
+    assert_eq!(a.outgoing(), &first[..]);
+
+    // bytes queued before the split move to the send half
+    let (mut x, mut y) = xx_pair(Config::default());
+    x.write(b"queued").unwrap();
+    let queued = x.outgoing().to_vec();
+    let (tx, _rx) = x.into_split().unwrap();
+    assert_eq!(tx.outgoing(), &queued[..]);
+    y.feed(tx.outgoing());
+    assert_eq!(y.poll_message().unwrap(), Some(&b"queued"[..]));
+}
