@@ -195,9 +195,21 @@ async fn recv_all<R: AsyncRead + Unpin>(r: &mut R) -> (usize, String) {
 }
 
 fn bulk_both_ways(mode: Mode, rust_initiator: bool) {
+    bulk_both_ways_with(mode, rust_initiator, false);
+}
+
+/// `into_split`: when true, the Rust side's reader and writer are the crypto-independent
+/// halves of `SecretStreamIo::into_split` instead of `tokio::io::split` of the whole stream.
+fn bulk_both_ways_with(mode: Mode, rust_initiator: bool, into_split: bool) {
     let rt = runtime();
     let (mut js, stream) = connect(&rt, mode, rust_initiator);
     let rust = rt.spawn(async move {
+        if into_split {
+            let (mut r, mut w) = stream.into_split().await.unwrap();
+            let sender = tokio::spawn(async move { send_bulk(&mut w, BULK).await });
+            let received = recv_all(&mut r).await;
+            return (sender.await.unwrap(), received);
+        }
         let (mut r, mut w) = tokio::io::split(stream);
         let sender = tokio::spawn(async move { send_bulk(&mut w, BULK).await });
         let received = recv_all(&mut r).await;
@@ -237,6 +249,12 @@ fn xx_rust_initiator_js_responder_64mib_each_way_sha256_and_clean_end() {
 #[test]
 fn xx_js_initiator_rust_responder_64mib_each_way_sha256_and_clean_end() {
     bulk_both_ways(Mode::Xx, false);
+}
+
+#[test]
+fn into_split_halves_64mib_each_way_against_js_in_both_roles() {
+    bulk_both_ways_with(Mode::Xx, true, true);
+    bulk_both_ways_with(Mode::Ik, false, true);
 }
 
 fn sizes() -> Vec<usize> {

@@ -10,6 +10,10 @@
 //! of that frame is returned. The handshake (XX) and the header exchange run on first use, or
 //! explicitly with [`SecretStreamIo::handshake`]. With [`SecretStreamIo::set_keep_alive`], an
 //! empty message goes out after each idle interval, as JS `setKeepAlive` does.
+//!
+//! `tokio::io::split` of a [`SecretStreamIo`] shares one lock, so its halves take turns; for
+//! a reader and a writer that encrypt and decrypt in parallel on a multi-threaded runtime,
+//! use [`SecretStreamIo::into_split`] ([`SecretReader`] + [`SecretWriter`]).
 
 use std::future::poll_fn;
 use std::io;
@@ -17,11 +21,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
 use crate::crypto::KeyPair;
 use crate::handshake::HandshakeResult;
-use crate::secret_stream::{Config, Randomness, SecretStream, StreamError};
+use crate::secret_stream::{Config, Randomness, RecvHalf, SecretStream, SendHalf, StreamError};
 
 /// A secret stream over a tokio byte stream.
 #[derive(Debug)]
@@ -119,6 +123,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     pub async fn handshake(&mut self) -> io::Result<()> {
         poll_fn(|cx| self.poll_connected(cx)).await?;
         poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Finishes the handshake (sending our header), then splits the stream into a reader and a
+    /// writer with no shared crypto state, so a reader task and a writer task encrypt and
+    /// decrypt on different threads (through `tokio::io::split` of the raw stream, whose lock
+    /// is held only for each raw read or write). Plaintext already received goes to the
+    /// reader. The halves fail independently: drop both when either fails. Keepalives are not
+    /// timed after the split; send them with [`SecretWriter::send_keep_alive`] if needed
+    /// (received empty messages are still dropped when [`SecretStreamIo::set_keep_alive`] was
+    /// on).
+    pub async fn into_split(
+        mut self,
+    ) -> io::Result<(SecretReader<ReadHalf<S>>, SecretWriter<WriteHalf<S>>)> {
+        self.handshake().await?;
+        let pending = std::mem::take(&mut self.pending);
+        let pending_off = self.pending_off;
+        let (tx, rx) = self.core.into_split().map_err(|core| match core.error() {
+            Some(e) => to_io(e.clone()),
+            None => io::Error::other("secret stream not connected"),
+        })?;
+        let (r, w) = tokio::io::split(self.io);
+        let mut reader = SecretReader::new(r, rx);
+        reader.pending = pending;
+        reader.pending_off = pending_off;
+        Ok((reader, SecretWriter::new(w, tx)))
     }
 
     /// Sends one message and flushes it.
@@ -396,6 +425,202 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecretStreamIo<S> {
         let p = this.poll_flush_out(cx);
         ready!(this.park_writer(cx, p))?;
         this.keep_alive = None;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+/// The reading half of a split secret stream ([`SecretStreamIo::into_split`], or
+/// [`SecretReader::new`] over any raw read half): `AsyncRead` of the decrypted bytes, or whole
+/// messages with [`SecretReader::recv_message`]. Errors as in [`SecretStreamIo`].
+#[derive(Debug)]
+pub struct SecretReader<R> {
+    io: R,
+    core: RecvHalf,
+    pending: Vec<u8>,
+    pending_off: usize,
+    read_eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> SecretReader<R> {
+    const READ_CHUNK: usize = 64 * 1024;
+
+    /// A reader over the raw stream's read half.
+    pub fn new(io: R, core: RecvHalf) -> Self {
+        Self {
+            io,
+            core,
+            pending: Vec::new(),
+            pending_off: 0,
+            read_eof: false,
+        }
+    }
+
+    /// The receive half of the core (remote key, handshake hash, datagrams).
+    pub fn core(&mut self) -> &mut RecvHalf {
+        &mut self.core
+    }
+
+    /// Receives the next whole message; `Ok(None)` at a clean end of stream. Plaintext left
+    /// over from a partial `AsyncRead` comes out first as one message.
+    pub async fn recv_message(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.pending_off < self.pending.len() {
+            let v = self.pending.split_off(self.pending_off);
+            self.pending.clear();
+            self.pending_off = 0;
+            return Ok(Some(v));
+        }
+        poll_fn(|cx| match ready!(self.poll_next(cx))? {
+            true => Poll::Ready(Ok(Some(self.core.last_message().to_vec()))),
+            false => Poll::Ready(Ok(None)),
+        })
+        .await
+    }
+
+    /// `Ready(Ok(true))` when a message is available through `core.last_message()`,
+    /// `Ready(Ok(false))` at a clean end.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            if self.core.poll_message().map_err(to_io)?.is_some() {
+                return Poll::Ready(Ok(true));
+            }
+            if self.core.is_finished() {
+                return Poll::Ready(Ok(false));
+            }
+            if self.read_eof {
+                // the core reported neither a message nor the end: a truncated frame error
+                // comes from poll_message above; anything else is an unexpected state
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            let dst = self.core.input_buffer(Self::READ_CHUNK);
+            let mut rb = ReadBuf::new(dst);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                self.read_eof = true;
+                self.core.feed_eof();
+            } else {
+                self.core.input_filled(n);
+            }
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for SecretReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.pending_off < this.pending.len() {
+                let src = this.pending.get(this.pending_off..).unwrap_or(&[]);
+                let n = src.len().min(buf.remaining());
+                buf.put_slice(src.get(..n).unwrap_or(&[]));
+                this.pending_off += n;
+                if this.pending_off == this.pending.len() {
+                    this.pending.clear();
+                    this.pending_off = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if !ready!(this.poll_next(cx))? {
+                return Poll::Ready(Ok(()));
+            }
+            let m = this.core.last_message();
+            if m.is_empty() {
+                continue;
+            }
+            let n = m.len().min(buf.remaining());
+            buf.put_slice(m.get(..n).unwrap_or(&[]));
+            if n < m.len() {
+                this.pending = m.get(n..).unwrap_or(&[]).to_vec();
+                this.pending_off = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+    }
+}
+
+/// The writing half of a split secret stream ([`SecretStreamIo::into_split`], or
+/// [`SecretWriter::new`] over any raw write half): `AsyncWrite` of plaintext, each
+/// `poll_write` one frame of at most 64 KiB, or whole messages with
+/// [`SecretWriter::send_message`]. `poll_shutdown` flushes and shuts the raw write half.
+#[derive(Debug)]
+pub struct SecretWriter<W> {
+    io: W,
+    core: SendHalf,
+}
+
+impl<W: AsyncWrite + Unpin> SecretWriter<W> {
+    /// Largest frame one `poll_write` produces.
+    pub const MAX_WRITE_CHUNK: usize = 64 * 1024;
+    /// Outgoing bytes buffered before `poll_write` waits for the raw stream.
+    const HIGH_WATER: usize = 256 * 1024;
+
+    /// A writer over the raw stream's write half; bytes the send half holds go out first.
+    pub fn new(io: W, core: SendHalf) -> Self {
+        Self { io, core }
+    }
+
+    /// The send half of the core.
+    pub fn core(&mut self) -> &mut SendHalf {
+        &mut self.core
+    }
+
+    /// Sends one message and flushes it.
+    pub async fn send_message(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.core.write(msg).map_err(to_io)?;
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Sends an empty message (JS keepalive) and flushes it.
+    pub async fn send_keep_alive(&mut self) -> io::Result<()> {
+        self.send_message(&[]).await
+    }
+
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.core.outgoing().is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.core.outgoing()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.core.consume_outgoing(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for SecretWriter<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.core.outgoing().len() >= Self::HIGH_WATER {
+            ready!(this.poll_flush_out(cx))?;
+        }
+        let n = data.len().min(Self::MAX_WRITE_CHUNK);
+        this.core
+            .write(data.get(..n).unwrap_or(&[]))
+            .map_err(to_io)?;
+        // start writing now; completion is not required for this call
+        if let Poll::Ready(Err(e)) = this.poll_flush_out(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_out(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_out(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }

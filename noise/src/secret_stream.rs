@@ -764,6 +764,11 @@ impl RecvHalf {
         self.0.poll_message()
     }
 
+    /// As [`SecretStream::last_message`].
+    pub fn last_message(&self) -> &[u8] {
+        self.0.last_message()
+    }
+
     /// Whether the peer's header arrived (and the half has not failed).
     pub fn is_established(&self) -> bool {
         self.0.is_established()

@@ -154,3 +154,49 @@ async fn halves_split_before_the_handshake_both_make_progress() {
     assert_eq!(ga, vec![2; 100_000]);
     assert_eq!(gb, vec![1; 100_000]);
 }
+
+/// `into_split` over TCP on a multi-threaded runtime: both sides' readers and writers run as
+/// four tasks at once, 8 MiB each way plus whole messages, and both directions end cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn into_split_halves_run_full_duplex_over_tcp() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (c, s) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let a = SecretStreamIo::new_xx(c.unwrap(), true, KeyPair::from_seed([1; 32]));
+    let b = SecretStreamIo::new_xx(s.unwrap().0, false, KeyPair::from_seed([2; 32]));
+    let (a, b) = tokio::join!(a.into_split(), b.into_split());
+    let ((mut ar, aw), (mut br, bw)) = (a.unwrap(), b.unwrap());
+    assert_eq!(ar.core().handshake_hash(), br.core().handshake_hash());
+    assert_eq!(
+        br.core().remote_public_key(),
+        KeyPair::from_seed([1; 32]).public_key()
+    );
+
+    const BULK: usize = 8 << 20;
+    let data = |side: u8| -> Vec<u8> { (0..BULK).map(|i| (i % 253) as u8 ^ side).collect() };
+    let send = |side: u8| {
+        move |mut w: noise::io::SecretWriter<_>| async move {
+            w.send_message(b"first").await.unwrap();
+            w.write_all(&data(side)).await.unwrap();
+            w.shutdown().await.unwrap();
+        }
+    };
+    let recv = |side: u8| {
+        move |mut r: noise::io::SecretReader<_>| async move {
+            assert_eq!(r.recv_message().await.unwrap().unwrap(), b"first");
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.unwrap();
+            assert!(got == data(side), "side {side}: {} bytes", got.len());
+            assert_eq!(r.recv_message().await.unwrap(), None);
+        }
+    };
+    let tasks = [
+        tokio::spawn(send(1)(aw)),
+        tokio::spawn(send(2)(bw)),
+        tokio::spawn(recv(1)(br)),
+        tokio::spawn(recv(2)(ar)),
+    ];
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
