@@ -32,8 +32,7 @@ use crate::secret_stream::{Config, Randomness, RecvHalf, SecretStream, SendHalf,
 pub struct SecretStreamIo<S> {
     io: S,
     core: SecretStream,
-    pending: Vec<u8>,
-    pending_off: usize,
+    pending: Leftover,
     read_eof: bool,
     keep_alive: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     // The read path flushes only handshake frames and keepalives: a raw stream keeps one write
@@ -57,6 +56,103 @@ pub fn stream_error(e: &io::Error) -> Option<&StreamError> {
     e.get_ref().and_then(|e| e.downcast_ref::<StreamError>())
 }
 
+/// Plaintext received but not yet read: the tail of a message a short `poll_read` could not
+/// take, or messages that arrived during the handshake.
+#[derive(Debug, Default)]
+struct Leftover {
+    buf: Vec<u8>,
+    off: usize,
+}
+
+impl Leftover {
+    fn is_empty(&self) -> bool {
+        self.off >= self.buf.len()
+    }
+
+    fn extend(&mut self, m: &[u8]) {
+        self.buf.extend_from_slice(m);
+    }
+
+    /// Everything left, as one message.
+    fn take(&mut self) -> Option<Vec<u8>> {
+        if self.is_empty() {
+            return None;
+        }
+        let v = self.buf.split_off(self.off);
+        self.buf.clear();
+        self.off = 0;
+        Some(v)
+    }
+
+    /// Moves as much as fits into `out`; false when there was nothing left.
+    fn read_into(&mut self, out: &mut ReadBuf<'_>) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let src = self.buf.get(self.off..).unwrap_or(&[]);
+        let n = src.len().min(out.remaining());
+        out.put_slice(src.get(..n).unwrap_or(&[]));
+        self.off += n;
+        if self.is_empty() {
+            self.buf.clear();
+            self.off = 0;
+        }
+        true
+    }
+
+    /// Puts as much of message `m` as fits into `out` and keeps the rest.
+    fn deliver(&mut self, m: &[u8], out: &mut ReadBuf<'_>) {
+        let n = m.len().min(out.remaining());
+        out.put_slice(m.get(..n).unwrap_or(&[]));
+        if n < m.len() {
+            self.buf = m.get(n..).unwrap_or(&[]).to_vec();
+            self.off = 0;
+        }
+    }
+}
+
+/// A core with a queue of frames for the raw stream.
+trait Outgoing {
+    fn queued(&self) -> &[u8];
+    fn consume(&mut self, n: usize);
+}
+
+impl Outgoing for SecretStream {
+    fn queued(&self) -> &[u8] {
+        self.outgoing()
+    }
+    fn consume(&mut self, n: usize) {
+        self.consume_outgoing(n);
+    }
+}
+
+impl Outgoing for SendHalf {
+    fn queued(&self) -> &[u8] {
+        self.outgoing()
+    }
+    fn consume(&mut self, n: usize) {
+        self.consume_outgoing(n);
+    }
+}
+
+/// Writes the core's queued frames to `io`; `flushed` counts the bytes written.
+fn poll_flush_queue<W: AsyncWrite + Unpin, C: Outgoing>(
+    io: &mut W,
+    core: &mut C,
+    flushed: &mut u64,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !core.queued().is_empty() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, core.queued()))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        core.consume(n);
+        *flushed += n as u64;
+    }
+    Poll::Ready(Ok(()))
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     /// Largest frame one `poll_write` produces.
     pub const MAX_WRITE_CHUNK: usize = 64 * 1024;
@@ -69,8 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         Self {
             io,
             core,
-            pending: Vec::new(),
-            pending_off: 0,
+            pending: Leftover::default(),
             read_eof: false,
             keep_alive: None,
             read_path_flush: false,
@@ -138,7 +233,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     ) -> io::Result<(SecretReader<ReadHalf<S>>, SecretWriter<WriteHalf<S>>)> {
         self.handshake().await?;
         let pending = std::mem::take(&mut self.pending);
-        let pending_off = self.pending_off;
         let (tx, rx) = self.core.into_split().map_err(|core| match core.error() {
             Some(e) => to_io(e.clone()),
             None => io::Error::other("secret stream not connected"),
@@ -146,7 +240,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         let (r, w) = tokio::io::split(self.io);
         let mut reader = SecretReader::new(r, rx);
         reader.pending = pending;
-        reader.pending_off = pending_off;
         Ok((reader, SecretWriter::new(w, tx)))
     }
 
@@ -161,10 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     /// Receives the next whole message; `Ok(None)` at a clean end of stream. Plaintext left
     /// over from a partial `AsyncRead` comes out first as one message.
     pub async fn recv_message(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if self.pending_off < self.pending.len() {
-            let v = self.pending.split_off(self.pending_off);
-            self.pending.clear();
-            self.pending_off = 0;
+        if let Some(v) = self.pending.take() {
             return Ok(Some(v));
         }
         poll_fn(|cx| {
@@ -225,15 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
 
     /// Writes queued outgoing bytes to the raw stream.
     fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.core.outgoing().is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.core.outgoing()))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.core.consume_outgoing(n);
-            self.flushed += n as u64;
-        }
-        Poll::Ready(Ok(()))
+        poll_flush_queue(&mut self.io, &mut self.core, &mut self.flushed, cx)
     }
 
     /// Reads more raw bytes into the core. Ready(Ok(())) means progress (bytes or EOF).
@@ -315,7 +397,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
             loop {
                 match self.core.poll_message() {
                     Err(e) => return Poll::Ready(Err(to_io(e))),
-                    Ok(Some(m)) => self.pending.extend_from_slice(m),
+                    Ok(Some(m)) => self.pending.extend(m),
                     Ok(None) => break,
                 }
             }
@@ -338,18 +420,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SecretStreamIo<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.pending_off < this.pending.len() {
-                let src = this.pending.get(this.pending_off..).unwrap_or(&[]);
-                let n = src.len().min(buf.remaining());
-                buf.put_slice(src.get(..n).unwrap_or(&[]));
-                this.pending_off += n;
-                if this.pending_off == this.pending.len() {
-                    this.pending.clear();
-                    this.pending_off = 0;
-                }
+            if this.pending.read_into(buf) {
                 return Poll::Ready(Ok(()));
             }
-            let remaining = buf.remaining();
             let next = match this.poll_next_message(cx) {
                 Poll::Pending => {
                     this.read_waker = Some(cx.waker().clone());
@@ -360,14 +433,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SecretStreamIo<S> {
             match next? {
                 None => return Poll::Ready(Ok(())),
                 Some([]) => continue,
-                Some(m) => {
-                    let n = m.len().min(remaining);
-                    buf.put_slice(m.get(..n).unwrap_or(&[]));
-                    if n < m.len() {
-                        let rest = m.get(n..).unwrap_or(&[]).to_vec();
-                        this.pending = rest;
-                        this.pending_off = 0;
-                    }
+                Some(_) => {
+                    let m = this.core.last_message();
+                    this.pending.deliver(m, buf);
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -436,8 +504,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecretStreamIo<S> {
 pub struct SecretReader<R> {
     io: R,
     core: RecvHalf,
-    pending: Vec<u8>,
-    pending_off: usize,
+    pending: Leftover,
     read_eof: bool,
 }
 
@@ -449,8 +516,7 @@ impl<R: AsyncRead + Unpin> SecretReader<R> {
         Self {
             io,
             core,
-            pending: Vec::new(),
-            pending_off: 0,
+            pending: Leftover::default(),
             read_eof: false,
         }
     }
@@ -463,10 +529,7 @@ impl<R: AsyncRead + Unpin> SecretReader<R> {
     /// Receives the next whole message; `Ok(None)` at a clean end of stream. Plaintext left
     /// over from a partial `AsyncRead` comes out first as one message.
     pub async fn recv_message(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if self.pending_off < self.pending.len() {
-            let v = self.pending.split_off(self.pending_off);
-            self.pending.clear();
-            self.pending_off = 0;
+        if let Some(v) = self.pending.take() {
             return Ok(Some(v));
         }
         poll_fn(|cx| match ready!(self.poll_next(cx))? {
@@ -513,31 +576,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for SecretReader<R> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.pending_off < this.pending.len() {
-                let src = this.pending.get(this.pending_off..).unwrap_or(&[]);
-                let n = src.len().min(buf.remaining());
-                buf.put_slice(src.get(..n).unwrap_or(&[]));
-                this.pending_off += n;
-                if this.pending_off == this.pending.len() {
-                    this.pending.clear();
-                    this.pending_off = 0;
-                }
+            if this.pending.read_into(buf) {
                 return Poll::Ready(Ok(()));
             }
             if !ready!(this.poll_next(cx))? {
                 return Poll::Ready(Ok(()));
             }
             let m = this.core.last_message();
-            if m.is_empty() {
-                continue;
+            if !m.is_empty() {
+                this.pending.deliver(m, buf);
+                return Poll::Ready(Ok(()));
             }
-            let n = m.len().min(buf.remaining());
-            buf.put_slice(m.get(..n).unwrap_or(&[]));
-            if n < m.len() {
-                this.pending = m.get(n..).unwrap_or(&[]).to_vec();
-                this.pending_off = 0;
-            }
-            return Poll::Ready(Ok(()));
         }
     }
 }
@@ -580,14 +629,7 @@ impl<W: AsyncWrite + Unpin> SecretWriter<W> {
     }
 
     fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.core.outgoing().is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.core.outgoing()))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.core.consume_outgoing(n);
-        }
-        Poll::Ready(Ok(()))
+        poll_flush_queue(&mut self.io, &mut self.core, &mut 0, cx)
     }
 }
 
