@@ -63,19 +63,33 @@ fn rust_nodes_join_a_js_testnet_and_serve_js_queries() {
     let rust_addrs: Vec<SocketAddrV4> = rust.iter().map(|d| d.local_addr()).collect();
 
     // 1. Rust nodes are in the JS nodes' routing tables (all but the ephemeral bootstrap node).
-    std::thread::sleep(Duration::from_secs(2));
-    let tables = ask(&mut js, 1, json!({"cmd": "tables"}));
-    let tables = tables["tables"].as_array().expect("tables").clone();
-    for a in &rust_addrs {
-        let holders = tables
+    //    JS adds a node to its table when it hears from it, which happens while the tables
+    //    refresh: poll the tables until every Rust node is in at least 3 of them, or give up at
+    //    the deadline and report what the tables held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut round = 0u64;
+    let holders = loop {
+        round += 1;
+        let tables = ask(&mut js, 1000 + round, json!({"cmd": "tables"}));
+        let tables = tables["tables"].as_array().expect("tables").clone();
+        let holders: Vec<(SocketAddrV4, usize, usize)> = rust_addrs
             .iter()
-            .filter(|t| ports(&t["table"]).contains(&a.port()))
-            .count();
-        eprintln!(
-            "Rust node {a} is in {holders} of {} JS routing tables",
-            tables.len()
-        );
-        assert!(holders >= 3, "Rust node {a} is in only {holders} JS tables");
+            .map(|a| {
+                let n = tables
+                    .iter()
+                    .filter(|t| ports(&t["table"]).contains(&a.port()))
+                    .count();
+                (*a, n, tables.len())
+            })
+            .collect();
+        if holders.iter().all(|(_, n, _)| *n >= 3) || std::time::Instant::now() >= deadline {
+            break holders;
+        }
+        std::thread::sleep(Duration::from_millis(100)); // poll interval, not synchronisation
+    };
+    for (a, n, total) in &holders {
+        eprintln!("Rust node {a} is in {n} of {total} JS routing tables");
+        assert!(*n >= 3, "Rust node {a} is in only {n} JS tables after 30 s");
     }
 
     // 2. JS pings a Rust node and gets its id back.

@@ -1,7 +1,7 @@
 //! A mixed network of 20 persistent JS nodes and 20 persistent Rust nodes on 127.0.0.1.
 //! FIND_NODE queries for random targets from either side must find the true closest node (by
-//! an exhaustive XOR sort of every live id, the querying node excluded) at least as often as
-//! JS's own queries do on the same network. Prints both rates and the top-20 overlaps. Then two
+//! an exhaustive XOR sort of every live id, the querying node excluded) in at least 90 % of
+//! the queries, Rust and JS alike. Prints both rates and the top-20 overlaps. Then two
 //! JS hyperswarm peers find each other by topic on that network.
 
 mod common;
@@ -18,6 +18,8 @@ use serde_json::json;
 const JS_NODES: usize = 20;
 const RUST_NODES: usize = 20;
 const QUERIES: usize = 30;
+/// Table size every Rust node reaches before the queries start: half of the 40 persistent nodes.
+const MIN_TABLE: usize = (JS_NODES + RUST_NODES) / 2;
 
 fn target(i: usize) -> [u8; 32] {
     dht::crypto::hash(format!("mixed-network-target-{i}").as_bytes())
@@ -64,15 +66,24 @@ fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let rust: Vec<Dht> = rt.block_on(async {
         let v = common::persistent_rust_nodes(RUST_NODES, bootstrap, Duration::from_secs(60)).await;
-        // let the second bootstrap rounds (with ids) and table filling settle
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The second bootstrap round (with ids) fills the tables: wait until every Rust node
+        // knows at least half of the network, or the deadline passes (asserted below).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline
+            && v.iter().any(|d| d.status().table_len < MIN_TABLE)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+        }
         v
     });
     for d in &rust {
+        let s = d.status();
+        assert!(s.id.is_some(), "Rust node {} is persistent", d.local_addr());
         assert!(
-            d.status().id.is_some(),
-            "Rust node {} is persistent",
-            d.local_addr()
+            s.table_len >= MIN_TABLE,
+            "Rust node {} knows only {} nodes after 30 s",
+            d.local_addr(),
+            s.table_len
         );
     }
     let rust_addrs: Vec<SocketAddrV4> = rust.iter().map(|d| d.local_addr()).collect();
@@ -131,7 +142,13 @@ fn mixed_js_and_rust_network_finds_the_true_closest_nodes() {
         js_overlap as f64 / QUERIES as f64,
         rust_overlap as f64 / QUERIES as f64,
     );
-    assert!(rust_hits >= js_hits, "Rust {rust_hits} < JS {js_hits}");
+    // Absolute bounds, not a comparison of two random trials: on a healthy 40-node network a
+    // walk that reaches the closest nodes finds the true closest in nearly every query (both
+    // sides found 30/30 when this bound was set); 90 % leaves room for an unlucky walk.
+    assert!(
+        rust_hits * 10 >= QUERIES * 9,
+        "Rust queries found the true closest node in only {rust_hits}/{QUERIES}"
+    );
     assert!(
         js_hits * 10 >= QUERIES * 9,
         "the network itself is healthy (JS {js_hits}/{QUERIES})"

@@ -93,7 +93,9 @@ fn ping_and_find_node_against_js_testnet() {
             with_id += 1;
         }
     }
-    // The testnet's first node stays ephemeral (protocol-map 3.13); the others are persistent.
+    // The first node of a hyperdht testnet (hyperdht/testnet.js createTestnet) starts with no
+    // bootstrap peers, so nobody confirms its address and it stays ephemeral (it sends no id);
+    // the others are persistent.
     assert_eq!(
         with_id,
         net.nodes.len() - 1,
