@@ -85,7 +85,7 @@ async fn ik(
     let eph = KeyPair::generate(&mut rand_core::OsRng);
     let mut hs = Handshake::new(
         Pattern::IK,
-        initiator,
+        initiator.into(),
         KeyPair::from_seed(RUST_SEED),
         eph,
         &prologue,

@@ -2,10 +2,8 @@
 //! corpus replay test (`noise/tests/fuzz_corpus.rs`), so both run exactly the same code.
 //! Not a stable API. The checks panic only when an invariant breaks (that is the finding).
 
-use std::sync::OnceLock;
-
 use crate::crypto::KeyPair;
-use crate::handshake::{Handshake, Pattern};
+use crate::handshake::{Handshake, Pattern, Role};
 use crate::secret_stream::{Config, Randomness, SecretStream};
 
 fn rand(seed: u8) -> Randomness {
@@ -16,47 +14,49 @@ fn rand(seed: u8) -> Randomness {
     }
 }
 
-struct Handshakes {
-    ik_responder: Handshake,
-    xx_responder: Handshake,
-    xx_initiator_after_msg1: Handshake,
-    ik_initiator_after_msg1: Handshake,
+/// A fresh handshake with the fixed test keys: static seed 1 (initiator) or 2 (responder),
+/// ephemeral seed `ephemeral`, empty prologue; an IK initiator knows the responder's key.
+#[allow(clippy::expect_used)] // fixed, valid inputs
+pub fn handshake(pattern: Pattern, role: Role, ephemeral: u8) -> Handshake {
+    let server = KeyPair::from_seed([2; 32]);
+    let (s, rs) = match role {
+        Role::Initiator => (
+            KeyPair::from_seed([1; 32]),
+            (pattern == Pattern::IK).then(|| *server.public_key()),
+        ),
+        Role::Responder => (server, None),
+    };
+    Handshake::new(
+        pattern,
+        role,
+        s,
+        KeyPair::from_seed([ephemeral; 32]),
+        b"",
+        rs,
+    )
+    .expect("valid handshake parameters")
 }
 
+/// The handshakes a received message is fed to: IK and XX responders, and IK and XX
+/// initiators that have sent message 1. Built fresh per input (a handshake is not `Clone`).
 #[allow(clippy::expect_used)] // fixed, valid inputs
-fn handshakes() -> &'static Handshakes {
-    static H: OnceLock<Handshakes> = OnceLock::new();
-    H.get_or_init(|| {
-        let server = KeyPair::from_seed([2; 32]);
-        let client = KeyPair::from_seed([1; 32]);
-        let new = |p, init, s: &KeyPair, e: u8, rs| {
-            Handshake::new(p, init, s.clone(), KeyPair::from_seed([e; 32]), b"", rs)
-                .expect("valid handshake parameters")
-        };
-        let mut xx_i = new(Pattern::XX, true, &client, 3, None);
-        xx_i.write_message(b"").expect("message 1");
-        let mut ik_i = new(Pattern::IK, true, &client, 3, Some(*server.public_key()));
-        ik_i.write_message(b"").expect("message 1");
-        Handshakes {
-            ik_responder: new(Pattern::IK, false, &server, 4, None),
-            xx_responder: new(Pattern::XX, false, &server, 4, None),
-            xx_initiator_after_msg1: xx_i,
-            ik_initiator_after_msg1: ik_i,
-        }
-    })
+fn handshakes() -> [Handshake; 4] {
+    let mut xx_i = handshake(Pattern::XX, Role::Initiator, 3);
+    xx_i.write_message(b"").expect("message 1");
+    let mut ik_i = handshake(Pattern::IK, Role::Initiator, 3);
+    ik_i.write_message(b"").expect("message 1");
+    [
+        handshake(Pattern::IK, Role::Responder, 4),
+        handshake(Pattern::XX, Role::Responder, 4),
+        xx_i,
+        ik_i,
+    ]
 }
 
 /// Feeds `data` as a received handshake message to IK and XX responders and to IK and XX
 /// initiators that have sent message 1. Must never panic; a failed handshake stays failed.
 pub fn handshake_message(data: &[u8]) {
-    let h = handshakes();
-    for base in [
-        &h.ik_responder,
-        &h.xx_responder,
-        &h.xx_initiator_after_msg1,
-        &h.ik_initiator_after_msg1,
-    ] {
-        let mut hs = base.clone();
+    for mut hs in handshakes() {
         match hs.read_message(data) {
             Ok(_) => {
                 if hs.is_my_turn() {
@@ -71,48 +71,34 @@ pub fn handshake_message(data: &[u8]) {
     }
 }
 
-struct Streams {
-    peer: SecretStream,
-    established: SecretStream,
-    xx_responder: SecretStream,
-}
-
-fn streams() -> &'static Streams {
-    static S: OnceLock<Streams> = OnceLock::new();
-    S.get_or_init(|| {
-        let mut a = SecretStream::new_xx(
-            true,
-            KeyPair::from_seed([1; 32]),
-            rand(1),
-            Config::default(),
-        );
-        let mut b = SecretStream::new_xx(
-            false,
-            KeyPair::from_seed([2; 32]),
-            rand(2),
-            Config::default(),
-        );
-        for _ in 0..4 {
-            let x = a.take_outgoing();
-            b.feed(&x);
-            while let Ok(Some(_)) = b.poll_message() {}
-            let y = b.take_outgoing();
-            a.feed(&y);
-            while let Ok(Some(_)) = a.poll_message() {}
-        }
-        assert!(b.is_established(), "fixed XX pair must establish");
-        let xx_responder = SecretStream::new_xx(
-            false,
-            KeyPair::from_seed([2; 32]),
-            rand(3),
-            Config::default(),
-        );
-        Streams {
-            peer: a,
-            established: b,
-            xx_responder,
-        }
-    })
+/// Two secret streams with the fixed test keys and randomness that ran their XX handshake
+/// and header exchange in memory: `(initiator, responder)`, both established.
+pub fn established_pair() -> (SecretStream, SecretStream) {
+    let mut a = SecretStream::new_xx(
+        true,
+        KeyPair::from_seed([1; 32]),
+        rand(1),
+        Config::default(),
+    );
+    let mut b = SecretStream::new_xx(
+        false,
+        KeyPair::from_seed([2; 32]),
+        rand(2),
+        Config::default(),
+    );
+    for _ in 0..4 {
+        let x = a.take_outgoing();
+        b.feed(&x);
+        while let Ok(Some(_)) = b.poll_message() {}
+        let y = b.take_outgoing();
+        a.feed(&y);
+        while let Ok(Some(_)) = a.poll_message() {}
+    }
+    assert!(
+        a.is_established() && b.is_established(),
+        "fixed XX pair must establish"
+    );
+    (a, b)
 }
 
 /// Feeds `data` as raw-stream bytes, in chunks whose size comes from the first byte, to an
@@ -123,9 +109,14 @@ pub fn frames(data: &[u8]) {
         Some((c, rest)) => (usize::from(*c).max(1), rest),
         None => return,
     };
-    let s = streams();
-    for base in [&s.established, &s.xx_responder] {
-        let mut st = base.clone();
+    let established = established_pair().1;
+    let xx_responder = SecretStream::new_xx(
+        false,
+        KeyPair::from_seed([2; 32]),
+        rand(3),
+        Config::default(),
+    );
+    for mut st in [established, xx_responder] {
         'feed: for part in data.chunks(chunk) {
             st.feed(part);
             loop {
@@ -152,36 +143,29 @@ pub fn frames(data: &[u8]) {
 #[allow(clippy::expect_used)] // fixed, valid inputs
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    let h = handshakes();
-    let server = KeyPair::from_seed([2; 32]);
-    let client = KeyPair::from_seed([1; 32]);
-    let new = |p, init, s: &KeyPair, e: u8, rs| {
-        Handshake::new(p, init, s.clone(), KeyPair::from_seed([e; 32]), b"", rs)
-            .expect("valid handshake parameters")
-    };
     // IK message 1 the IK responder accepts
-    let mut i = new(Pattern::IK, true, &client, 7, Some(*server.public_key()));
+    let mut i = handshake(Pattern::IK, Role::Initiator, 7);
     out.push((
         "noise_handshake_message",
         i.write_message(b"payload").expect("msg1"),
     ));
     // XX message 1 (a bare ephemeral key)
-    let mut x = new(Pattern::XX, true, &client, 8, None);
+    let mut x = handshake(Pattern::XX, Role::Initiator, 8);
     out.push((
         "noise_handshake_message",
         x.write_message(b"").expect("msg1"),
     ));
     // replies the initiators that sent message 1 accept
-    let mut r = h.xx_responder.clone();
-    let mut xi = h.xx_initiator_after_msg1.clone();
-    let mut probe = new(Pattern::XX, true, &client, 3, None);
+    let [ik_r, xx_r, mut xi, _] = handshakes();
+    let mut r = xx_r;
+    let mut probe = handshake(Pattern::XX, Role::Initiator, 3);
     r.read_message(&probe.write_message(b"").expect("msg1"))
         .expect("read msg1");
     let m2 = r.write_message(b"").expect("msg2");
     xi.read_message(&m2).expect("the initiator accepts it");
     out.push(("noise_handshake_message", m2));
-    let mut ir = h.ik_responder.clone();
-    let mut probe = new(Pattern::IK, true, &client, 3, Some(*server.public_key()));
+    let mut ir = ik_r;
+    let mut probe = handshake(Pattern::IK, Role::Initiator, 3);
     ir.read_message(&probe.write_message(b"").expect("msg1"))
         .expect("read msg1");
     out.push((
@@ -191,7 +175,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("noise_handshake_message", vec![0u8; 96]));
 
     // frames: a chunk-size byte, then valid data frames for the established stream
-    let mut peer = streams().peer.clone();
+    let mut peer = established_pair().0;
     for (chunk, msgs) in [
         (255u8, &[&b"hello"[..], b"", b"x"][..]),
         (7, &[&[9u8; 300][..]][..]),

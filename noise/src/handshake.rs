@@ -8,11 +8,11 @@
 //! ephemeral key pair given to [`Handshake::new`].
 //!
 //! ```
-//! use noise::{Handshake, KeyPair, Pattern};
+//! use noise::{Handshake, KeyPair, Pattern, Role};
 //! let server = KeyPair::from_seed([2; 32]);
-//! let mut i = Handshake::new(Pattern::IK, true, KeyPair::from_seed([1; 32]),
+//! let mut i = Handshake::new(Pattern::IK, Role::Initiator, KeyPair::from_seed([1; 32]),
 //!     KeyPair::from_seed([3; 32]), b"", Some(*server.public_key())).unwrap();
-//! let mut r = Handshake::new(Pattern::IK, false, server, KeyPair::from_seed([4; 32]), b"", None).unwrap();
+//! let mut r = Handshake::new(Pattern::IK, Role::Responder, server, KeyPair::from_seed([4; 32]), b"", None).unwrap();
 //! let m1 = i.write_message(b"hi").unwrap();
 //! assert_eq!(r.read_message(&m1).unwrap(), b"hi");
 //! let m2 = r.write_message(b"").unwrap();
@@ -51,6 +51,33 @@ pub enum Pattern {
     IK,
     /// `XX`: both statics travel encrypted (standalone `@hyperswarm/secret-stream`).
     XX,
+}
+
+/// Which side of the handshake this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the first message (hyperdht: the connecting peer).
+    Initiator,
+    /// Receives the first message (hyperdht: the server).
+    Responder,
+}
+
+impl Role {
+    /// Whether this is [`Role::Initiator`].
+    pub fn is_initiator(self) -> bool {
+        self == Role::Initiator
+    }
+}
+
+impl From<bool> for Role {
+    /// `true` is the initiator, as JS `new NoiseState(pattern, isInitiator, ...)`.
+    fn from(is_initiator: bool) -> Self {
+        if is_initiator {
+            Role::Initiator
+        } else {
+            Role::Responder
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +179,16 @@ impl Drop for HandshakeResult {
 }
 
 /// One side of a Noise IK or XX handshake (sans-IO).
-#[derive(Clone)]
+///
+/// Not `Clone`: a copy would encrypt under the same handshake key and nonce. Key material is
+/// wiped on drop.
+///
+/// ```compile_fail
+/// use noise::{Handshake, KeyPair, Pattern, Role};
+/// let hs = Handshake::new(Pattern::XX, Role::Initiator, KeyPair::from_seed([1; 32]),
+///     KeyPair::from_seed([2; 32]), b"", None).unwrap();
+/// let copy = hs.clone();
+/// ```
 pub struct Handshake {
     pattern: Pattern,
     initiator: bool,
@@ -196,12 +232,13 @@ impl Handshake {
     /// `NS.PEER_HANDSHAKE`; secret-stream uses XX with an empty prologue.
     pub fn new(
         pattern: Pattern,
-        is_initiator: bool,
+        role: Role,
         static_keypair: KeyPair,
         ephemeral: KeyPair,
         prologue: &[u8],
         remote_static: Option<[u8; 32]>,
     ) -> Result<Self, HandshakeError> {
+        let is_initiator = role.is_initiator();
         let mut h = [0u8; HASHLEN];
         let name = pattern.name();
         h.iter_mut().zip(name.iter()).for_each(|(d, s)| *d = *s);

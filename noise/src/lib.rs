@@ -33,7 +33,7 @@ pub mod io;
 pub mod fuzzing;
 
 pub use crypto::{DhError, KeyPair, NS_INITIATOR, NS_RESPONDER, NS_SEND, dh};
-pub use handshake::{Handshake, HandshakeError, HandshakeResult, Pattern};
+pub use handshake::{Handshake, HandshakeError, HandshakeResult, Pattern, Role};
 pub use secret_stream::{
     Config, DatagramError, Datagrams, KeepAlive, MAX_FRAME_LEN, MAX_MESSAGE_LEN, Randomness,
     RecvHalf, SecretStream, SendHalf, StreamError, stream_id,

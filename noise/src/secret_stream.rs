@@ -30,7 +30,7 @@ use crypto_secretbox::XSalsa20Poly1305;
 use crypto_secretbox::aead::{AeadInPlace, KeyInit};
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::crypto::{self, KeyPair, NS_INITIATOR, NS_RESPONDER, NS_SEND};
 use crate::handshake::{Handshake, HandshakeError, HandshakeResult, Pattern};
@@ -178,7 +178,6 @@ impl Drop for Randomness {
     }
 }
 
-#[derive(Clone)]
 enum Phase {
     Handshake(Box<Handshake>),
     AwaitHeader,
@@ -186,7 +185,16 @@ enum Phase {
 }
 
 /// One side of a secret stream (sans-IO). See the module docs for the contract.
-#[derive(Clone)]
+///
+/// Not `Clone`: a copy would encrypt with the same key and nonce sequence. Keys are wiped on
+/// drop.
+///
+/// ```compile_fail
+/// use noise::{Config, KeyPair, Randomness, SecretStream};
+/// let rand = Randomness { ephemeral_seed: [1; 32], header: [2; 24], send_counter: [3; 8] };
+/// let s = SecretStream::new_xx(true, KeyPair::from_seed([4; 32]), rand, Config::default());
+/// let copy = s.clone();
+/// ```
 pub struct SecretStream {
     is_initiator: bool,
     config: Config,
@@ -224,12 +232,16 @@ impl std::fmt::Debug for SecretStream {
 impl Drop for SecretStream {
     fn drop(&mut self) {
         self.rx_key.zeroize();
+        // the datagram keys derive from the handshake hash
+        self.hash.zeroize();
     }
 }
 
+impl ZeroizeOnDrop for SecretStream {}
+
 /// Frames waiting for the raw stream: bytes `[sent, end)` of `buf`. The Vec keeps its length
 /// past `end`, so frames are encrypted into it without zero-filling it first.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct SendQueue {
     buf: Vec<u8>,
     end: usize,
@@ -328,9 +340,9 @@ impl SecretStream {
     /// use noise::*;
     /// use rand_core::SeedableRng;
     /// let server = KeyPair::from_seed([2; 32]);
-    /// let mut i = Handshake::new(Pattern::IK, true, KeyPair::from_seed([1; 32]),
+    /// let mut i = Handshake::new(Pattern::IK, Role::Initiator, KeyPair::from_seed([1; 32]),
     ///     KeyPair::from_seed([3; 32]), b"", Some(*server.public_key())).unwrap();
-    /// let mut r = Handshake::new(Pattern::IK, false, server, KeyPair::from_seed([4; 32]), b"", None).unwrap();
+    /// let mut r = Handshake::new(Pattern::IK, Role::Responder, server, KeyPair::from_seed([4; 32]), b"", None).unwrap();
     /// let m1 = i.write_message(b"").unwrap();
     /// r.read_message(&m1).unwrap();
     /// let m2 = r.write_message(b"").unwrap();
@@ -353,7 +365,7 @@ impl SecretStream {
     /// empty payloads) with `keypair` as the static key. An initiator queues message 1 at once.
     pub fn new_xx(is_initiator: bool, keypair: KeyPair, rand: Randomness, config: Config) -> Self {
         let eph = KeyPair::from_seed(rand.ephemeral_seed);
-        let hs = Handshake::new(Pattern::XX, is_initiator, keypair, eph, &[], None);
+        let hs = Handshake::new(Pattern::XX, is_initiator.into(), keypair, eph, &[], None);
         let mut s = match hs {
             Ok(hs) => Self::empty(is_initiator, config, &rand, Phase::Handshake(Box::new(hs))),
             Err(e) => {
@@ -676,7 +688,14 @@ impl SecretStream {
 
 /// The sending half of a split [`SecretStream`] ([`SecretStream::into_split`]): encrypts
 /// messages into frames that wait in [`SendHalf::outgoing`] for the raw stream.
-#[derive(Clone)]
+///
+/// Not `Clone` (a copy would reuse the key and nonce sequence); the key is wiped on drop.
+///
+/// ```compile_fail
+/// fn copy(half: &noise::SendHalf) -> noise::SendHalf {
+///     half.clone()
+/// }
+/// ```
 pub struct SendHalf {
     push: Push,
     out: SendQueue,
@@ -725,7 +744,15 @@ impl SendHalf {
 /// The receiving half of a split [`SecretStream`] ([`SecretStream::into_split`]): takes the
 /// raw stream's bytes, checks the peer's header and returns decrypted messages. It also keeps
 /// the datagram keys.
-#[derive(Clone, Debug)]
+///
+/// Not `Clone`, like [`SecretStream`]; keys are wiped on drop.
+///
+/// ```compile_fail
+/// fn copy(half: &noise::RecvHalf) -> noise::RecvHalf {
+///     half.clone()
+/// }
+/// ```
+#[derive(Debug)]
 pub struct RecvHalf(SecretStream);
 
 impl RecvHalf {
@@ -809,7 +836,14 @@ impl RecvHalf {
 /// XSalsa20-Poly1305 secretbox under per-direction keys derived from the handshake hash,
 /// nonce = 8-byte little-endian counter (random start) padded with 16 zero bytes, datagram =
 /// `counter (8) || MAC (16) || ciphertext`.
-#[derive(Clone)]
+///
+/// Not `Clone`: two copies would seal two datagrams under one nonce. The keys are wiped on
+/// drop (`crypto_secretbox` zeroizes its key).
+///
+/// ```compile_fail
+/// let d = noise::Datagrams::new(&[1; 64], true, [0; 8]);
+/// let copy = d.clone();
+/// ```
 pub struct Datagrams {
     send: XSalsa20Poly1305,
     recv: XSalsa20Poly1305,
@@ -822,6 +856,17 @@ impl std::fmt::Debug for Datagrams {
         f.debug_struct("Datagrams").finish_non_exhaustive()
     }
 }
+
+impl Drop for Datagrams {
+    fn drop(&mut self) {
+        self.counter.zeroize();
+        self.initial.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for SendHalf {}
+impl ZeroizeOnDrop for RecvHalf {}
+impl ZeroizeOnDrop for Datagrams {}
 
 /// Why a datagram could not be sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

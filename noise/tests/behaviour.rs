@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use noise::{
     Config, Handshake, HandshakeError, KeepAlive, KeyPair, MAX_MESSAGE_LEN, Pattern, Randomness,
-    SecretStream, StreamError,
+    Role, SecretStream, StreamError,
 };
 
 fn rand(b: u8) -> Randomness {
@@ -160,7 +160,7 @@ fn writes_before_the_keys_exist_are_refused() {
 fn handshake_steps_out_of_turn_are_errors_not_panics() {
     let mut r = Handshake::new(
         Pattern::XX,
-        false,
+        Role::Responder,
         KeyPair::from_seed([2; 32]),
         KeyPair::from_seed([4; 32]),
         b"",
@@ -176,7 +176,7 @@ fn handshake_steps_out_of_turn_are_errors_not_panics() {
     assert_eq!(
         Handshake::new(
             Pattern::IK,
-            true,
+            Role::Initiator,
             KeyPair::from_seed([1; 32]),
             KeyPair::from_seed([3; 32]),
             b"",
@@ -291,8 +291,8 @@ fn split_halves_run_full_duplex_on_four_threads() {
     use std::sync::mpsc::sync_channel;
     // XX pair, established; then each side splits into a send and a receive half
     let (a, b) = xx_pair(Config::default());
-    let (mut a_tx, mut a_rx) = a.into_split().unwrap();
-    let (mut b_tx, mut b_rx) = b.into_split().unwrap();
+    let (a_tx, a_rx) = a.into_split().unwrap();
+    let (b_tx, b_rx) = b.into_split().unwrap();
     assert!(a_rx.is_established() && b_rx.is_established());
     assert_eq!(a_rx.handshake_hash(), b_rx.handshake_hash());
 
@@ -303,6 +303,7 @@ fn split_halves_run_full_duplex_on_four_threads() {
     const COUNT: usize = 600;
     let (to_b, from_a) = sync_channel::<Vec<u8>>(4);
     let (to_a, from_b) = sync_channel::<Vec<u8>>(4);
+    // each thread hands its half back when done
     let sender = |mut tx: noise::SendHalf, ch: std::sync::mpsc::SyncSender<Vec<u8>>, side| {
         std::thread::spawn(move || {
             for k in 0..COUNT {
@@ -311,6 +312,7 @@ fn split_halves_run_full_duplex_on_four_threads() {
                     ch.send(tx.take_outgoing()).unwrap();
                 }
             }
+            tx
         })
     };
     let receiver = |mut rx: noise::RecvHalf, ch: std::sync::mpsc::Receiver<Vec<u8>>, side| {
@@ -323,19 +325,21 @@ fn split_halves_run_full_duplex_on_four_threads() {
                     k += 1;
                 }
             }
-            k
+            (k, rx)
         })
     };
-    let threads = [sender(a_tx.clone(), to_b, 1), sender(b_tx.clone(), to_a, 2)];
-    let ra = receiver(a_rx.clone(), from_b, 2);
-    let rb = receiver(b_rx.clone(), from_a, 1);
-    for t in threads {
-        t.join().unwrap();
-    }
-    assert_eq!(rb.join().unwrap(), COUNT);
-    assert_eq!(ra.join().unwrap(), COUNT);
+    let sa = sender(a_tx, to_b, 1);
+    let sb = sender(b_tx, to_a, 2);
+    let ra = receiver(a_rx, from_b, 2);
+    let rb = receiver(b_rx, from_a, 1);
+    let mut a_tx = sa.join().unwrap();
+    let mut b_tx = sb.join().unwrap();
+    let (got_b, mut b_rx) = rb.join().unwrap();
+    let (got_a, mut a_rx) = ra.join().unwrap();
+    assert_eq!(got_b, COUNT);
+    assert_eq!(got_a, COUNT);
 
-    // the originals (clones were moved) still work as a pair, and a tampered frame fails
+    // the halves still work as a pair after the threads, and a tampered frame fails
     // only the receive half it reaches
     a_tx.write(b"after").unwrap();
     b_rx.feed(&a_tx.take_outgoing());

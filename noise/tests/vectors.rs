@@ -3,8 +3,8 @@
 
 use noise::secretstream::{Pull, Push};
 use noise::{
-    Config, Datagrams, Handshake, KeyPair, Pattern, Randomness, SecretStream, StreamError, dh,
-    stream_id,
+    Config, Datagrams, Handshake, KeyPair, Pattern, Randomness, Role, SecretStream, StreamError,
+    dh, stream_id,
 };
 use serde_json::Value;
 
@@ -58,7 +58,7 @@ fn handshakes_match_js_byte_for_byte() {
         let rs = (pattern == Pattern::IK).then(|| *sr.public_key());
         let mut i = Handshake::new(
             pattern,
-            true,
+            Role::Initiator,
             si,
             KeyPair::from_seed(a32(&c["initiator_ephemeral_seed"])),
             &prologue,
@@ -67,7 +67,7 @@ fn handshakes_match_js_byte_for_byte() {
         .unwrap();
         let mut r = Handshake::new(
             pattern,
-            false,
+            Role::Responder,
             sr,
             KeyPair::from_seed(a32(&c["responder_ephemeral_seed"])),
             &prologue,
@@ -185,7 +185,7 @@ fn handshake_with_small_order_ephemeral_is_refused() {
         m[..32].copy_from_slice(&h(&d["remote_public_key"]));
         let mut r = Handshake::new(
             Pattern::IK,
-            false,
+            Role::Responder,
             KeyPair::from_seed([2; 32]),
             KeyPair::from_seed([4; 32]),
             &h(&c["prologue"]),
