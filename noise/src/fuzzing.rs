@@ -6,6 +6,56 @@ use crate::crypto::KeyPair;
 use crate::handshake::{Handshake, Pattern, Role};
 use crate::secret_stream::{Config, Randomness, SecretStream};
 
+/// One of the hand-written SIMD fast paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastPath {
+    /// AVX-512 ChaCha20 (needs AVX-512F and AVX-512BW).
+    ChaCha20,
+    /// AVX-512 IFMA Poly1305 (needs AVX-512F and AVX-512 IFMA).
+    Poly1305,
+}
+
+impl FastPath {
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            FastPath::ChaCha20 => ("the AVX-512 ChaCha20", "avx512f and avx512bw"),
+            FastPath::Poly1305 => ("the AVX-512 IFMA Poly1305", "avx512f and avx512ifma"),
+        }
+    }
+}
+
+/// Whether `path` runs on this CPU and build (never with feature `portable`).
+pub fn fast_path_available(path: FastPath) -> bool {
+    match path {
+        FastPath::ChaCha20 => crate::chacha::fast_available(),
+        FastPath::Poly1305 => crate::poly1305::fast_available(),
+    }
+}
+
+/// Whether the environment sets `NOISE_SIMD_REQUIRED=1` (CI on a runner with AVX-512 IFMA).
+pub fn simd_required() -> bool {
+    std::env::var_os("NOISE_SIMD_REQUIRED").is_some_and(|v| v == "1")
+}
+
+/// For tests whose SIMD half cannot run because `path` is absent: prints a note and returns
+/// `false` (the caller skips that half), or, when `NOISE_SIMD_REQUIRED=1` is set, fails the
+/// test with a message naming the missing fast path, so CI cannot lose that coverage
+/// silently.
+#[allow(clippy::panic)] // failing the test is the point
+pub fn simd_absent(path: FastPath) -> bool {
+    let (name, features) = path.describe();
+    if simd_required() {
+        panic!(
+            "NOISE_SIMD_REQUIRED=1, but {name} fast path is not available: this build has \
+             feature `portable`, or this CPU lacks {features}"
+        );
+    }
+    println!(
+        "note: {name} fast path is not available here (needs {features}); SIMD checks skipped"
+    );
+    false
+}
+
 fn rand(seed: u8) -> Randomness {
     Randomness {
         ephemeral_seed: [seed; 32],
@@ -208,8 +258,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Differential check of the crypto backends (fuzz target `noise_simd`): the dispatched
-/// ChaCha20 (AVX-512 where the CPU has it) against the portable crate, in place and copying,
-/// and the dispatched Poly1305 (IFMA where available) against the scalar code, over the input's
+/// ChaCha20 (AVX-512 where the CPU has it) against the `chacha20` crate, in place and copying,
+/// and the dispatched and fast-path Poly1305 (IFMA where available) against the `poly1305`
+/// crate, over the input's
 /// key, nonce, counter, cut points and data. Input: 32-byte key, 12-byte nonce, 4-byte
 /// counter selector (LE), then the data.
 #[allow(clippy::indexing_slicing, clippy::panic)] // lengths checked; a mismatch is the finding
@@ -242,22 +293,36 @@ pub fn simd(data: &[u8]) {
     crate::chacha::xor_keystream_from(&key, &nonce, counter, msg, &mut dst);
     assert_eq!(dst, want, "ChaCha20 copying");
 
-    // Poly1305 over the data, fed in pieces cut at the header's bytes
+    // Poly1305 over the data, fed in pieces cut at the header's bytes: the dispatched MAC
+    // and the fast path (every run on the IFMA kernel, and the default threshold) against
+    // the `poly1305` crate in one shot
     let cuts = [
         usize::from(head[0]),
         usize::from(head[1]) * 7,
         usize::from(head[2]) * 61,
     ];
-    let feed = |simd_min: usize| {
-        let mut p = crate::poly1305::Poly1305::new(&key);
-        let mut rest = msg;
-        for c in cuts {
-            let (a, b) = rest.split_at(c.min(rest.len()));
-            p.update_with(a, simd_min);
-            rest = b;
-        }
-        p.update_with(rest, simd_min);
-        p.finalize()
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut rest = msg;
+    for c in cuts {
+        let (a, b) = rest.split_at(c.min(rest.len()));
+        parts.push(a);
+        rest = b;
+    }
+    parts.push(rest);
+    let want: [u8; 16] = {
+        use poly1305::universal_hash::KeyInit;
+        poly1305::Poly1305::new(&key.into())
+            .compute_unpadded(msg)
+            .into()
     };
-    assert_eq!(feed(16), feed(usize::MAX), "Poly1305");
+    let mut p = crate::poly1305::Poly1305::new(&key);
+    for part in &parts {
+        p.update(part);
+    }
+    assert_eq!(p.finalize(), want, "Poly1305 dispatched");
+    for simd_min in [0, 224] {
+        if let Some(tag) = crate::poly1305::fast_mac(&key, &parts, simd_min) {
+            assert_eq!(tag, want, "Poly1305 fast path, runs from {simd_min} bytes");
+        }
+    }
 }

@@ -8,6 +8,19 @@ use noise::{
 };
 use serde_json::Value;
 
+/// The secretstream vectors below run on whichever backends the CPU dispatches to; on a
+/// CPU or build without the SIMD fast paths they check only the RustCrypto path. With
+/// `NOISE_SIMD_REQUIRED=1` that is a failure, not a silent pass.
+#[test]
+fn vectors_exercise_the_simd_fast_paths_when_required() {
+    use noise::fuzzing::{FastPath, fast_path_available, simd_absent};
+    for path in [FastPath::ChaCha20, FastPath::Poly1305] {
+        if !fast_path_available(path) {
+            simd_absent(path);
+        }
+    }
+}
+
 fn load(name: &str) -> Value {
     let path = format!(
         "{}/../fixtures/vectors/noise/{name}.json",

@@ -32,7 +32,7 @@ use core::arch::x86_64::{
     _mm512_storeu_si512, _mm512_sub_epi64, _mm512_ternarylogic_epi64,
 };
 
-use super::{M42, M44};
+use super::fast::{M42, M44};
 
 /// Runs of at least this many 128-byte groups use the two-chain loop.
 const TWO_CHAINS_MIN: usize = 4;
