@@ -128,6 +128,29 @@ impl Pattern {
     }
 }
 
+/// snow's handshake state for these keys and prologue.
+fn build(
+    pattern: Pattern,
+    role: Role,
+    resolver: resolver::Resolver,
+    static_seed: &[u8; 32],
+    prologue: &[u8],
+    remote_static: Option<&[u8; 32]>,
+) -> Result<snow::HandshakeState, HandshakeError> {
+    let mut builder = snow::Builder::with_resolver(pattern.params()?, Box::new(resolver))
+        .local_private_key(static_seed)
+        .and_then(|b| b.prologue(prologue))
+        .map_err(snow_error)?;
+    if let Some(rs) = remote_static {
+        builder = builder.remote_public_key(rs).map_err(snow_error)?;
+    }
+    match role {
+        Role::Initiator => builder.build_initiator(),
+        Role::Responder => builder.build_responder(),
+    }
+    .map_err(snow_error)
+}
+
 fn snow_error(e: snow::Error) -> HandshakeError {
     HandshakeError::Noise {
         reason: e.to_string(),
@@ -265,25 +288,25 @@ impl Handshake {
             _ => None,
         };
         let dh_error: resolver::DhErrorSlot = Arc::new(Mutex::new(None));
-        let resolver = resolver::Resolver::new(&ephemeral, Arc::clone(&dh_error));
-        let mut builder = snow::Builder::with_resolver(pattern.params()?, Box::new(resolver))
-            .local_private_key(static_keypair.seed())
-            .and_then(|b| b.prologue(prologue))
-            .map_err(snow_error)?;
-        if let Some(rs) = remote_static.as_ref() {
-            builder = builder.remote_public_key(rs).map_err(snow_error)?;
-        }
-        let state = match role {
-            Role::Initiator => builder.build_initiator(),
-            Role::Responder => builder.build_responder(),
-        }
-        .map_err(snow_error)?;
+        let local_public_key = *static_keypair.public_key();
+        let mut seed = *static_keypair.seed();
+        let resolver = resolver::Resolver::new(static_keypair, ephemeral, Arc::clone(&dh_error));
+        let state = build(
+            pattern,
+            role,
+            resolver,
+            &seed,
+            prologue,
+            remote_static.as_ref(),
+        );
+        seed.zeroize();
+        let state = state?;
         let mut hs = Self {
             pattern,
             role,
             state: Box::new(state),
             dh_error,
-            local_public_key: *static_keypair.public_key(),
+            local_public_key,
             hash: [0; 64],
             step: 0,
             failed: false,

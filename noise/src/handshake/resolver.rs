@@ -31,6 +31,7 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::CryptoResolver;
 use snow::types::{Cipher, Dh, Hash, Random};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::crypto::{self, DhError, KeyPair};
@@ -44,13 +45,17 @@ pub(super) type DhErrorSlot = Arc<Mutex<Option<DhError>>>;
 /// `..._Ed25519_...` (see `super::Pattern::params`); it serves no other parameters.
 pub(super) struct Resolver {
     ephemeral_seed: [u8; 32],
+    /// The static and ephemeral key pairs, so setting their seed does not derive the public
+    /// key a second time.
+    known: Arc<[KeyPair; 2]>,
     dh_error: DhErrorSlot,
 }
 
 impl Resolver {
-    pub(super) fn new(ephemeral: &KeyPair, dh_error: DhErrorSlot) -> Self {
+    pub(super) fn new(static_keypair: KeyPair, ephemeral: KeyPair, dh_error: DhErrorSlot) -> Self {
         Self {
             ephemeral_seed: *ephemeral.seed(),
+            known: Arc::new([static_keypair, ephemeral]),
             dh_error,
         }
     }
@@ -71,6 +76,7 @@ impl CryptoResolver for Resolver {
         match choice {
             DHChoice::Curve25519 => Some(Box::new(Ed25519 {
                 keypair: None,
+                known: Arc::clone(&self.known),
                 dh_error: Arc::clone(&self.dh_error),
             })),
             _ => None,
@@ -120,6 +126,7 @@ impl Random for FixedRng {
 /// `noise-curve-ed`'s DH; the private key snow stores and sets is the 32-byte seed.
 struct Ed25519 {
     keypair: Option<KeyPair>,
+    known: Arc<[KeyPair; 2]>,
     dh_error: DhErrorSlot,
 }
 
@@ -137,10 +144,20 @@ impl Dh for Ed25519 {
     }
 
     fn set(&mut self, privkey: &[u8]) {
-        let mut seed = [0u8; 32];
-        seed.iter_mut().zip(privkey).for_each(|(d, s)| *d = *s);
-        self.keypair = Some(KeyPair::from_seed(seed));
-        seed.zeroize();
+        let known = self
+            .known
+            .iter()
+            .find(|k| bool::from(k.seed().as_slice().ct_eq(privkey)));
+        self.keypair = Some(match known {
+            Some(k) => k.clone(),
+            None => {
+                let mut seed = [0u8; 32];
+                seed.iter_mut().zip(privkey).for_each(|(d, s)| *d = *s);
+                let k = KeyPair::from_seed(seed);
+                seed.zeroize();
+                k
+            }
+        });
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
