@@ -4,16 +4,6 @@
 //!
 //! Pure functions over byte arrays; no I/O, no clock, no hidden randomness.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use blake2::Blake2bMac;
 use blake2::digest::{Digest, Mac, consts::U32};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};

@@ -23,16 +23,6 @@
 //! assert_eq!((a.tx, a.rx, a.hash), (b.rx, b.tx, b.hash));
 //! ```
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::sync::{Arc, Mutex};
 
 use zeroize::Zeroize;

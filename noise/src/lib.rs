@@ -19,6 +19,18 @@
 //!
 //! Remote input never panics; every failure is an error enum naming its cause.
 
+// No panicking shortcuts anywhere in the crate outside tests; the few opt-outs are explicit
+// `#[allow]`s with the reason beside them.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod chacha;
 pub mod crypto;
 pub mod handshake;

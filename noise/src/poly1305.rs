@@ -7,16 +7,6 @@
 //!   its short runs and final reduction are not the crate). Both are checked against the crate
 //!   (tests, `noise_simd` fuzz target).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use poly1305::universal_hash::{KeyInit, UniversalHash};
 
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]

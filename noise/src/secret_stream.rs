@@ -14,16 +14,6 @@
 //! is one libsodium secretstream message with `TAG_MESSAGE` (plaintext length + 17 bytes).
 //! Unordered datagrams (`send()`/`'message'` in JS) are sealed by [`Datagrams`].
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::time::{Duration, Instant};
 
 use crypto_secretbox::XSalsa20Poly1305;

@@ -5,16 +5,6 @@
 //!
 //! I/O contract: byte slices in, byte slices out; the header comes from the caller.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use crate::chacha::{xor_keystream, xor_keystream_from};
 use crate::poly1305::Poly1305;
 use subtle::ConstantTimeEq;

@@ -15,16 +15,6 @@
 //! to 2100 bytes, random splits and carry limits (tests below) and by the `noise_simd` fuzz
 //! target.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use zeroize::Zeroize;
 
 use super::ifma;
