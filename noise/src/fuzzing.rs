@@ -123,25 +123,15 @@ pub fn handshake_message(data: &[u8]) {
 
 /// Two secret streams with the fixed test keys and randomness that ran their XX handshake
 /// and header exchange in memory: `(initiator, responder)`, both established.
-pub fn established_pair() -> (SecretStream, SecretStream) {
-    let mut a = SecretStream::new_xx(
-        true,
-        KeyPair::from_seed([1; 32]),
-        rand(1),
-        Config::default(),
-    );
-    let mut b = SecretStream::new_xx(
-        false,
-        KeyPair::from_seed([2; 32]),
-        rand(2),
-        Config::default(),
-    );
+pub fn established_pair(config: Config) -> (SecretStream, SecretStream) {
+    let mut a = SecretStream::new_xx(true, KeyPair::from_seed([1; 32]), rand(1), config.clone());
+    let mut b = SecretStream::new_xx(false, KeyPair::from_seed([2; 32]), rand(2), config);
     for _ in 0..4 {
-        let x = a.take_outgoing();
-        b.feed(&x);
+        let x = a.send().take_outgoing();
+        b.recv().feed(&x);
         while let Ok(Some(_)) = b.poll_message() {}
-        let y = b.take_outgoing();
-        a.feed(&y);
+        let y = b.send().take_outgoing();
+        a.recv().feed(&y);
         while let Ok(Some(_)) = a.poll_message() {}
     }
     assert!(
@@ -159,7 +149,7 @@ pub fn frames(data: &[u8]) {
         Some((c, rest)) => (usize::from(*c).max(1), rest),
         None => return,
     };
-    let established = established_pair().1;
+    let established = established_pair(Config::default()).1;
     let xx_responder = SecretStream::new_xx(
         false,
         KeyPair::from_seed([2; 32]),
@@ -168,7 +158,7 @@ pub fn frames(data: &[u8]) {
     );
     for mut st in [established, xx_responder] {
         'feed: for part in data.chunks(chunk) {
-            st.feed(part);
+            st.recv().feed(part);
             loop {
                 match st.poll_message() {
                     Ok(Some(m)) => assert!(m.len() <= part.len() + data.len()),
@@ -180,7 +170,7 @@ pub fn frames(data: &[u8]) {
                 }
             }
         }
-        st.feed_eof();
+        st.recv().feed_eof();
         while let Ok(Some(_)) = st.poll_message() {}
         if let Some(d) = st.datagrams() {
             let _ = d.open(data);
@@ -225,7 +215,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("noise_handshake_message", vec![0u8; 96]));
 
     // frames: a chunk-size byte, then valid data frames for the established stream
-    let mut peer = established_pair().0;
+    let mut peer = established_pair(Config::default()).0;
     for (chunk, msgs) in [
         (255u8, &[&b"hello"[..], b"", b"x"][..]),
         (7, &[&[9u8; 300][..]][..]),
@@ -234,7 +224,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             peer.write(m).expect("write");
         }
         let mut v = vec![chunk];
-        v.extend(peer.take_outgoing());
+        v.extend(peer.send().take_outgoing());
         out.push(("noise_frames", v));
     }
     let mut init = SecretStream::new_xx(
@@ -244,7 +234,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Config::default(),
     );
     let mut v = vec![16u8];
-    v.extend(init.take_outgoing());
+    v.extend(init.send().take_outgoing());
     out.push(("noise_frames", v));
     out.push(("noise_frames", vec![1, 0x38, 0, 0, 1, 2, 3]));
 

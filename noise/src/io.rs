@@ -119,10 +119,10 @@ trait Outgoing {
 
 impl Outgoing for SecretStream {
     fn queued(&self) -> &[u8] {
-        self.outgoing()
+        self.send_ref().outgoing()
     }
     fn consume(&mut self, n: usize) {
-        self.consume_outgoing(n);
+        self.send().consume_outgoing(n);
     }
 }
 
@@ -210,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     pub fn set_keep_alive(&mut self, interval: Option<Duration>) {
         self.keep_alive = interval.map(|d| (d, Box::pin(tokio::time::sleep(d))));
         if interval.is_some() {
-            self.core.set_filter_zero_byte_messages(true);
+            self.core.recv().set_filter_zero_byte_messages(true);
         }
     }
 
@@ -323,16 +323,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         if self.read_eof {
             return Poll::Ready(Ok(()));
         }
-        let dst = self.core.input_buffer(Self::READ_CHUNK);
+        let dst = self.core.recv().input_buffer(Self::READ_CHUNK);
         let mut rb = ReadBuf::new(dst);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
         if n == 0 {
             self.read_eof = true;
-            self.core.feed_eof();
+            self.core.recv().feed_eof();
             self.filled += 1;
         } else {
-            self.core.input_filled(n);
+            self.core.recv().input_filled(n);
             self.filled += n as u64;
         }
         Poll::Ready(Ok(()))
@@ -346,7 +346,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         self.wake_writer_if(before);
         match ready!(r)? {
             // Re-borrow the message poll_message just returned (a borrow cannot leave the loop).
-            true => Poll::Ready(Ok(Some(self.core.last_message()))),
+            true => Poll::Ready(Ok(Some(self.core.recv_ref().last_message()))),
             false => Poll::Ready(Ok(None)),
         }
     }
@@ -371,7 +371,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
             if got {
                 return Poll::Ready(Ok(true));
             }
-            if self.core.is_finished() {
+            if self.core.recv_ref().is_finished() {
                 return Poll::Ready(Ok(false));
             }
             ready!(self.poll_fill(cx))?;
@@ -434,7 +434,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SecretStreamIo<S> {
                 None => return Poll::Ready(Ok(())),
                 Some([]) => continue,
                 Some(_) => {
-                    let m = this.core.last_message();
+                    let m = this.core.recv_ref().last_message();
                     this.pending.deliver(m, buf);
                     return Poll::Ready(Ok(()));
                 }
@@ -458,7 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecretStreamIo<S> {
             return Poll::Ready(Err(to_io(e.clone())));
         }
         this.poll_keep_alive(cx);
-        if this.core.outgoing().len() >= Self::HIGH_WATER {
+        if this.core.send_ref().outgoing().len() >= Self::HIGH_WATER {
             let p = this.poll_flush_out(cx);
             ready!(this.park_writer(cx, p))?;
         }

@@ -36,7 +36,7 @@ pub mod crypto;
 pub mod handshake;
 mod poly1305;
 pub mod secret_stream;
-pub mod secretstream;
+pub mod sodium_secretstream;
 
 #[cfg(feature = "tokio")]
 pub mod io;

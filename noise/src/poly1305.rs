@@ -71,34 +71,49 @@ impl Portable {
         }
     }
 
-    pub(crate) fn update(&mut self, mut data: &[u8]) {
-        if self.buf_len > 0 {
-            let take = (16 - self.buf_len).min(data.len());
-            let (head, rest) = data.split_at(take);
-            self.buf
-                .iter_mut()
-                .skip(self.buf_len)
-                .zip(head)
-                .for_each(|(d, s)| *d = *s);
-            self.buf_len += take;
-            data = rest;
-            if self.buf_len < 16 {
-                return;
-            }
-            self.mac.update_padded(&self.buf);
-            self.buf_len = 0;
-        }
-        let (blocks, tail) = data.split_at(data.len() - data.len() % 16);
-        // whole blocks only: no padding is added
-        self.mac.update_padded(blocks);
-        self.buf.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
-        self.buf_len = tail.len();
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        // whole blocks only reach the crate, so `update_padded` adds no padding
+        buffered(&mut self.buf, &mut self.buf_len, data, |blocks| {
+            self.mac.update_padded(blocks);
+        });
     }
 
     pub(crate) fn finalize(self) -> [u8; 16] {
         let tail = self.buf.get(..self.buf_len).unwrap_or(&[]);
         self.mac.compute_unpadded(tail).into()
     }
+}
+
+/// libsodium's byte-stream `update` over a block function, shared by both paths: tops up the
+/// buffered partial block `buf[..*buf_len]` first, hands whole 16-byte blocks to `blocks` (a
+/// completed buffered block, then the longest whole-block run of `data`), and keeps the tail.
+fn buffered(
+    buf: &mut [u8; 16],
+    buf_len: &mut usize,
+    mut data: &[u8],
+    mut blocks: impl FnMut(&[u8]),
+) {
+    if *buf_len > 0 {
+        let take = (16 - *buf_len).min(data.len());
+        let (head, rest) = data.split_at(take);
+        buf.iter_mut()
+            .skip(*buf_len)
+            .zip(head)
+            .for_each(|(d, s)| *d = *s);
+        *buf_len += take;
+        data = rest;
+        if *buf_len < 16 {
+            return;
+        }
+        blocks(buf);
+        *buf_len = 0;
+    }
+    let (whole, tail) = data.split_at(data.len() - data.len() % 16);
+    if !whole.is_empty() {
+        blocks(whole);
+    }
+    buf.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
+    *buf_len = tail.len();
 }
 
 /// The fast path's MAC of `parts` fed in turn, with runs of at least `simd_min` whole-block

@@ -27,9 +27,9 @@ fn pair() -> (SecretStream, SecretStream) {
         Config::default(),
     );
     for _ in 0..3 {
-        b.feed(&a.take_outgoing());
+        b.recv().feed(&a.send().take_outgoing());
         assert!(b.poll_message().unwrap().is_none());
-        a.feed(&b.take_outgoing());
+        a.recv().feed(&b.send().take_outgoing());
         assert!(a.poll_message().unwrap().is_none());
     }
     (a, b)
@@ -48,20 +48,20 @@ proptest! {
         for m in &msgs {
             a.write(m).unwrap();
         }
-        let wire = a.take_outgoing();
+        let wire = a.send().take_outgoing();
         let mut got = Vec::new();
         let mut off = 0;
         let mut k = 0;
         while off < wire.len() {
             let n = chunks[k % chunks.len()].min(wire.len() - off);
-            b.feed(&wire[off..off + n]);
+            b.recv().feed(&wire[off..off + n]);
             off += n;
             k += 1;
             while let Some(m) = b.poll_message().unwrap() {
                 got.push(m.to_vec());
             }
         }
-        b.feed_eof();
+        b.recv().feed_eof();
         prop_assert_eq!(b.poll_message().unwrap(), None);
         prop_assert_eq!(got, msgs);
     }
@@ -78,14 +78,14 @@ proptest! {
         let mut wire = Vec::new();
         for m in &msgs {
             a.write(m).unwrap();
-            wire.extend(a.take_outgoing());
+            wire.extend(a.send().take_outgoing());
             ends.push(wire.len());
         }
         let i = at.index(wire.len());
         wire[i] ^= flip;
         let bad = ends.iter().position(|&e| i < e).unwrap();
-        b.feed(&wire);
-        b.feed_eof();
+        b.recv().feed(&wire);
+        b.recv().feed_eof();
         let mut got = Vec::new();
         let err = loop {
             match b.poll_message() {

@@ -1,7 +1,7 @@
 //! Byte-exact checks against the vectors in `fixtures/vectors/noise/`, generated from the pinned
 //! JS packages by `fixtures/gen/noise.js`. No Node needed.
 
-use noise::secretstream::{Pull, Push};
+use noise::sodium_secretstream::{Pull, Push};
 use noise::{
     Config, Datagrams, Handshake, KeyPair, Pattern, Randomness, Role, SecretStream, StreamError,
     dh, stream_id,
@@ -315,8 +315,8 @@ fn secret_stream_from_ik_matches_js_wire_both_directions() {
     for w in c["responder_writes"].as_array().unwrap() {
         r.write(&h(w)).unwrap();
     }
-    assert_eq!(hex::encode(i.outgoing()), hex::encode(&iw));
-    assert_eq!(hex::encode(r.outgoing()), hex::encode(&rw));
+    assert_eq!(hex::encode(i.send_ref().outgoing()), hex::encode(&iw));
+    assert_eq!(hex::encode(r.send_ref().outgoing()), hex::encode(&rw));
     assert!(
         iw.starts_with(
             &hex::decode("3800004e72ca14a80ed4eebd77c5888da98f295d923f2a14eca277f2dc4e0e2dbc1641")
@@ -325,7 +325,7 @@ fn secret_stream_from_ik_matches_js_wire_both_directions() {
     );
     // Rust reads the JS wire, one byte at a time for the initiator's side
     for b in &rw {
-        i.feed(std::slice::from_ref(b));
+        i.recv().feed(std::slice::from_ref(b));
     }
     let got: Vec<Vec<u8>> = drain(&mut i);
     let want: Vec<Vec<u8>> = c["responder_writes"]
@@ -335,7 +335,7 @@ fn secret_stream_from_ik_matches_js_wire_both_directions() {
         .map(h)
         .collect();
     assert_eq!(got, want);
-    r.feed(&iw);
+    r.recv().feed(&iw);
     let got = drain(&mut r);
     let want: Vec<Vec<u8>> = c["initiator_writes"]
         .as_array()
@@ -398,19 +398,19 @@ fn secret_stream_xx_matches_js_wire_both_directions() {
         rand(&c["responder_ephemeral_seed"], &fr[1][32..]),
         Config::default(),
     );
-    let mut wire_i = i.take_outgoing();
+    let mut wire_i = i.send().take_outgoing();
     // drive the handshake through the Rust pair, collecting each side's wire
     let mut wire_r = Vec::new();
-    r.feed(&wire_i);
+    r.recv().feed(&wire_i);
     assert!(drain(&mut r).is_empty());
-    wire_r.extend(r.take_outgoing());
-    i.feed(&wire_r);
+    wire_r.extend(r.send().take_outgoing());
+    i.recv().feed(&wire_r);
     assert!(drain(&mut i).is_empty());
-    let more_i = i.take_outgoing();
+    let more_i = i.send().take_outgoing();
     wire_i.extend(&more_i);
-    r.feed(&more_i);
+    r.recv().feed(&more_i);
     assert!(drain(&mut r).is_empty());
-    wire_r.extend(r.take_outgoing());
+    wire_r.extend(r.send().take_outgoing());
     assert!(i.is_connected() && r.is_connected());
     assert_eq!(r.remote_public_key(), &a32(&c["initiator_public_key"]));
     assert_eq!(i.remote_public_key(), &a32(&c["responder_public_key"]));
@@ -421,8 +421,8 @@ fn secret_stream_xx_matches_js_wire_both_directions() {
     for w in c["responder_writes"].as_array().unwrap() {
         r.write(&h(w)).unwrap();
     }
-    wire_i.extend(i.take_outgoing());
-    wire_r.extend(r.take_outgoing());
+    wire_i.extend(i.send().take_outgoing());
+    wire_r.extend(r.send().take_outgoing());
     assert_eq!(hex::encode(&wire_i), hex::encode(&iw));
     assert_eq!(hex::encode(&wire_r), hex::encode(&rw));
 
@@ -433,7 +433,7 @@ fn secret_stream_xx_matches_js_wire_both_directions() {
         rand(&c["responder_ephemeral_seed"], &fr[1][32..]),
         Config::default(),
     );
-    r2.feed(&iw);
+    r2.recv().feed(&iw);
     let got = drain(&mut r2);
     let want: Vec<Vec<u8>> = c["initiator_writes"]
         .as_array()
@@ -473,8 +473,8 @@ fn every_single_bit_flip_in_a_js_frame_fails_without_leaking_plaintext() {
             send_counter: [0; 8],
         };
         let mut r = SecretStream::from_handshake(&result, rand, Config::default());
-        r.feed(&wire);
-        r.feed_eof();
+        r.recv().feed(&wire);
+        r.recv().feed_eof();
         let mut got = Vec::new();
         let err = loop {
             match r.poll_message() {

@@ -142,30 +142,13 @@ impl Fast {
 
     /// [`Self::update`], sending runs of at least `simd_min` whole-block bytes to the IFMA
     /// code (`usize::MAX`: never).
-    pub(super) fn update_with(&mut self, mut data: &[u8], simd_min: usize) {
-        if self.buf_len > 0 {
-            let take = (16 - self.buf_len).min(data.len());
-            let (head, rest) = data.split_at(take);
-            self.buf
-                .iter_mut()
-                .skip(self.buf_len)
-                .zip(head)
-                .for_each(|(d, s)| *d = *s);
-            self.buf_len += take;
-            data = rest;
-            if self.buf_len < 16 {
-                return;
-            }
-            let block = self.buf;
-            self.blocks(&block, 1 << 40);
-            self.buf_len = 0;
-        }
-        let full = data.len() - data.len() % 16;
-        let (blocks, tail) = data.split_at(full);
-        let blocks = self.blocks_simd(blocks, simd_min);
-        self.blocks(blocks, 1 << 40);
-        self.buf.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
-        self.buf_len = tail.len();
+    pub(super) fn update_with(&mut self, data: &[u8], simd_min: usize) {
+        let (mut buf, mut buf_len) = (self.buf, self.buf_len);
+        super::buffered(&mut buf, &mut buf_len, data, |blocks| {
+            let rest = self.blocks_simd(blocks, simd_min);
+            self.blocks(rest, 1 << 40);
+        });
+        (self.buf, self.buf_len) = (buf, buf_len);
     }
 
     /// The 16-byte tag.

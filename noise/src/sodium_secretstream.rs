@@ -175,7 +175,7 @@ impl State {
 /// wiped on drop.
 ///
 /// ```compile_fail
-/// let push = noise::secretstream::Push::new(&[1; 32], &[2; 24]);
+/// let push = noise::sodium_secretstream::Push::new(&[1; 32], &[2; 24]);
 /// let copy = push.clone();
 /// ```
 pub struct Push(State);
@@ -304,7 +304,7 @@ impl Push {
 /// Not `Clone`, like [`Push`]; the key and nonce are wiped on drop.
 ///
 /// ```compile_fail
-/// let pull = noise::secretstream::Pull::new(&[1; 32], &[2; 24]);
+/// let pull = noise::sodium_secretstream::Pull::new(&[1; 32], &[2; 24]);
 /// let copy = pull.clone();
 /// ```
 pub struct Pull(State);
