@@ -78,8 +78,9 @@ impl From<bool> for Role {
 }
 
 impl Pattern {
-    /// The protocol name `noise-handshake` hashes first (`symmetric-state.js`); snow hashes
-    /// `NoiseParams::name`, so the name replaces the one snow parsed.
+    /// The protocol name `noise-handshake` starts the hash with (`noise.js` builds it from
+    /// the pattern and `noise-curve-ed`'s `ALG`, `initialise` copies it into the digest); snow
+    /// starts from `NoiseParams::name`, so the name replaces the one snow parsed.
     fn name(self) -> &'static str {
         match self {
             Pattern::IK => "Noise_IK_Ed25519_ChaChaPoly_BLAKE2b",
@@ -408,7 +409,8 @@ impl Handshake {
     }
 
     /// After a step: a failure kills the handshake; a success advances it and, after the
-    /// last message, takes the split keys (`noise-handshake/noise.js` `split`).
+    /// last message, takes the split keys (`noise-handshake/noise.js final`, which calls
+    /// `symmetric-state.js split`).
     fn after_step(&mut self, ok: bool) -> Result<(), HandshakeError> {
         if !ok {
             self.failed = true;

@@ -123,7 +123,7 @@ fn handshakes_match_js_byte_for_byte() {
 }
 
 #[test]
-fn ik_known_answer_from_protocol_map_section_9() {
+fn ik_known_answer_from_fixed_keys() {
     let c = &cases("handshake")[0];
     assert_eq!(c["name"], "ik_hyperdht_seeds_01_02_03_04");
     assert!(

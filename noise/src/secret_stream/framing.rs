@@ -1,6 +1,6 @@
 //! The uint24-LE length-prefixed frames of `@hyperswarm/secret-stream/index.js` (`_onrawdata`
-//! parses them, `_write` and `_handshakeMessage` prefix them): the queue of outgoing frames
-//! and the buffer of received bytes.
+//! and `_incoming` parse them; `_write` and `_setupSecretStream` prefix theirs with
+//! `writeUint24le`): the queue of outgoing frames and the buffer of received bytes.
 
 use super::StreamError;
 use crate::sodium_secretstream::{ABYTES, Push, TAG_MESSAGE};

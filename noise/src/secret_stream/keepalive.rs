@@ -1,5 +1,5 @@
-//! Keepalive timing of `@hyperswarm/secret-stream/index.js` (`setKeepAlive`, `_keepAlive`
-//! with `timeout-refresh`), without a clock.
+//! Keepalive timing of `@hyperswarm/secret-stream/index.js` (`setKeepAlive` arms a
+//! `timeout-refresh` timer that runs `sendKeepAlive`), without a clock.
 
 use std::time::{Duration, Instant};
 

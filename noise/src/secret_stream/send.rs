@@ -1,5 +1,6 @@
 //! The sending side of a secret stream (`@hyperswarm/secret-stream/index.js` `_write`,
-//! `_setupSecretStream`'s header frame, `sendKeepAlive`).
+//! `_setupSecretStream`'s header frame, `_onhandshakert` writing handshake messages,
+//! `sendKeepAlive`).
 
 use zeroize::ZeroizeOnDrop;
 
