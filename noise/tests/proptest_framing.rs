@@ -2,37 +2,11 @@
 //! comes out whole, in order, exactly once; a single corrupted byte anywhere after the
 //! handshake stops delivery at the corrupted frame.
 
-use noise::{Config, KeyPair, Randomness, SecretStream};
+use noise::{Config, SecretStream};
 use proptest::prelude::*;
 
-fn rand(b: u8) -> Randomness {
-    Randomness {
-        ephemeral_seed: [b; 32],
-        header: [b; 24],
-        send_counter: [b; 8],
-    }
-}
-
 fn pair() -> (SecretStream, SecretStream) {
-    let mut a = SecretStream::new_xx(
-        true,
-        KeyPair::from_seed([1; 32]),
-        rand(1),
-        Config::default(),
-    );
-    let mut b = SecretStream::new_xx(
-        false,
-        KeyPair::from_seed([2; 32]),
-        rand(2),
-        Config::default(),
-    );
-    for _ in 0..3 {
-        b.recv().feed(&a.send().take_outgoing());
-        assert!(b.poll_message().unwrap().is_none());
-        a.recv().feed(&b.send().take_outgoing());
-        assert!(a.poll_message().unwrap().is_none());
-    }
-    (a, b)
+    noise::fuzzing::established_pair(Config::default())
 }
 
 proptest! {
