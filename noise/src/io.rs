@@ -135,6 +135,27 @@ impl Outgoing for SendHalf {
     }
 }
 
+/// Raw bytes read per call into a receive buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One read from `io` straight into the receive buffer of `recv`; `Ready(Ok(0))` at the end
+/// of the raw stream, which `recv` is told.
+fn poll_read_into<R: AsyncRead + Unpin>(
+    io: &mut R,
+    recv: &mut RecvHalf,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut rb = ReadBuf::new(recv.input_buffer(READ_CHUNK));
+    ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+    let n = rb.filled().len();
+    if n == 0 {
+        recv.feed_eof();
+    } else {
+        recv.input_filled(n);
+    }
+    Poll::Ready(Ok(n))
+}
+
 /// Writes the core's queued frames to `io`; `flushed` counts the bytes written.
 fn poll_flush_queue<W: AsyncWrite + Unpin, C: Outgoing>(
     io: &mut W,
@@ -158,7 +179,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     pub const MAX_WRITE_CHUNK: usize = 64 * 1024;
     /// Outgoing bytes buffered before `poll_write` waits for the raw stream.
     const HIGH_WATER: usize = 256 * 1024;
-    const READ_CHUNK: usize = 64 * 1024;
 
     /// Wraps a core in any state.
     pub fn new(io: S, core: SecretStream) -> Self {
@@ -323,16 +343,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         if self.read_eof {
             return Poll::Ready(Ok(()));
         }
-        let dst = self.core.recv().input_buffer(Self::READ_CHUNK);
-        let mut rb = ReadBuf::new(dst);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
+        let n = ready!(poll_read_into(&mut self.io, self.core.recv(), cx))?;
         if n == 0 {
             self.read_eof = true;
-            self.core.recv().feed_eof();
             self.filled += 1;
         } else {
-            self.core.recv().input_filled(n);
             self.filled += n as u64;
         }
         Poll::Ready(Ok(()))
@@ -509,8 +524,6 @@ pub struct SecretReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> SecretReader<R> {
-    const READ_CHUNK: usize = 64 * 1024;
-
     /// A reader over the raw stream's read half.
     pub fn new(io: R, core: RecvHalf) -> Self {
         Self {
@@ -554,15 +567,8 @@ impl<R: AsyncRead + Unpin> SecretReader<R> {
                 // comes from poll_message above; anything else is an unexpected state
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
             }
-            let dst = self.core.input_buffer(Self::READ_CHUNK);
-            let mut rb = ReadBuf::new(dst);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
+            if ready!(poll_read_into(&mut self.io, &mut self.core, cx))? == 0 {
                 self.read_eof = true;
-                self.core.feed_eof();
-            } else {
-                self.core.input_filled(n);
             }
         }
     }
