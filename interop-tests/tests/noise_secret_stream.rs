@@ -85,7 +85,7 @@ async fn ik(
     let eph = KeyPair::generate(&mut rand_core::OsRng);
     let mut hs = Handshake::new(
         Pattern::IK,
-        initiator,
+        initiator.into(),
         KeyPair::from_seed(RUST_SEED),
         eph,
         &prologue,
@@ -375,14 +375,14 @@ async fn raw_xx_initiator(tcp: &mut TcpStream) -> SecretStream {
         SecretStream::new_xx(true, KeyPair::from_seed(RUST_SEED), rand, Config::default());
     let mut buf = vec![0u8; 4096];
     loop {
-        let out = core.take_outgoing();
+        let out = core.send().take_outgoing();
         tcp.write_all(&out).await.unwrap();
         if core.is_connected() {
             return core;
         }
         let n = tcp.read(&mut buf).await.unwrap();
         assert!(n > 0);
-        core.feed(&buf[..n]);
+        core.recv().feed(&buf[..n]);
         while core.poll_message().unwrap().is_some() {}
     }
 }
@@ -405,7 +405,8 @@ fn flipped_bit_from_rust_ends_js_stream_with_error_and_no_bad_bytes() {
     // streamx stream drops what it had buffered but not yet emitted)
     core.write(&[0u8; 10]).unwrap();
     core.write(&[1u8; 10]).unwrap();
-    rt.block_on(tcp.write_all(&core.take_outgoing())).unwrap();
+    rt.block_on(tcp.write_all(&core.send().take_outgoing()))
+        .unwrap();
     let deadline = std::time::Instant::now() + T;
     loop {
         js.send_json(&json!({"cmd": "progress"})).unwrap();
@@ -421,7 +422,7 @@ fn flipped_bit_from_rust_ends_js_stream_with_error_and_no_bad_bytes() {
     for k in 2..5u8 {
         core.write(&[k; 10]).unwrap();
     }
-    let mut wire = core.take_outgoing();
+    let mut wire = core.send().take_outgoing();
     // three frames of 3 + 27 bytes; flip one bit in the first one's ciphertext
     assert_eq!(wire.len(), 3 * 30);
     wire[3 + 5] ^= 0x04;
@@ -541,7 +542,7 @@ fn keepalives_both_ways_are_filtered_and_do_not_disturb_messages() {
         idle.is_err(),
         "only keepalives should have arrived: {idle:?}"
     );
-    let keepalives = stream.core().data_frames_read();
+    let keepalives = stream.core().recv_ref().data_frames_read();
     assert!(
         keepalives >= 5,
         "JS sent {keepalives} keepalives in 1 s at 100 ms"

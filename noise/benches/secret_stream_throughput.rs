@@ -37,12 +37,12 @@ fn pair() -> (SecretStream, SecretStream) {
     };
     let mut a = SecretStream::from_handshake(&res(true), rand(7), Config::default());
     let mut b = SecretStream::from_handshake(&res(false), rand(8), Config::default());
-    b.feed(a.outgoing());
-    let n = a.outgoing().len();
-    a.consume_outgoing(n);
-    a.feed(b.outgoing());
-    let n = b.outgoing().len();
-    b.consume_outgoing(n);
+    b.recv().feed(a.send_ref().outgoing());
+    let n = a.send_ref().outgoing().len();
+    a.send().consume_outgoing(n);
+    a.recv().feed(b.send_ref().outgoing());
+    let n = b.send_ref().outgoing().len();
+    b.send().consume_outgoing(n);
     assert!(a.poll_message().unwrap().is_none() && b.poll_message().unwrap().is_none());
     (a, b)
 }
@@ -64,8 +64,8 @@ fn rust_run(size: usize, total: usize) -> f64 {
             sent += 1;
         }
         // hand the frames over without a copy, as the JS bench passes its Buffers along
-        let wire = a.swap_outgoing(std::mem::take(&mut spare));
-        spare = b.feed_vec(wire);
+        let wire = a.send().swap_outgoing(std::mem::take(&mut spare));
+        spare = b.recv().feed_vec(wire);
         while let Some(m) = b.poll_message().unwrap() {
             received += m.len();
         }
@@ -95,12 +95,12 @@ fn rust_run_threaded(size: usize, total: usize) -> f64 {
                 sent += 1;
             }
             let spare = back_rx.try_recv().unwrap_or_default();
-            tx.send(a.swap_outgoing(spare)).unwrap();
+            tx.send(a.send().swap_outgoing(spare)).unwrap();
         }
     });
     let mut received = 0usize;
     while let Ok(wire) = rx.recv() {
-        let old = b.feed_vec(wire);
+        let old = b.recv().feed_vec(wire);
         let _ = back_tx.send(old);
         while let Some(m) = b.poll_message().unwrap() {
             received += m.len();

@@ -41,6 +41,15 @@ pub(crate) fn xor_keystream_from(
     portable(key, nonce, counter, dst);
 }
 
+/// Whether [`xor_keystream`] takes the AVX-512 fast path on this CPU and build.
+pub(crate) fn fast_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+    if avx512::available() {
+        return true;
+    }
+    false
+}
+
 /// The `chacha20` crate, plus the wrap of the block counter that the crate refuses (it never
 /// produces block 2^32 - 1 and stops there).
 pub(crate) fn portable(key: &[u8; 32], nonce: &[u8; 12], counter: u32, data: &mut [u8]) {
@@ -145,12 +154,18 @@ f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8\
         None
     }
 
+    /// Runs the AVX-512 backend, or returns `false` with a note (a failure when
+    /// `NOISE_SIMD_REQUIRED=1`) where it is absent.
     fn simd_or_note(key: &[u8; 32], nonce: &[u8; 12], counter: u32, data: &mut [u8]) -> bool {
-        let ran = simd(key, nonce, counter, data).is_some();
-        if !ran {
-            println!("note: no AVX-512F/BW on this CPU; SIMD half skipped");
+        simd(key, nonce, counter, data).is_some()
+            || crate::fuzzing::simd_absent(crate::fuzzing::FastPath::ChaCha20)
+    }
+
+    #[test]
+    fn fast_path_present_when_required() {
+        if !fast_available() {
+            crate::fuzzing::simd_absent(crate::fuzzing::FastPath::ChaCha20);
         }
-        ran
     }
 
     #[test]

@@ -1,21 +1,11 @@
 //! Primitives shared by the handshake and the secret stream: Ed25519 key pairs, the
-//! Edwards-curve DH of `noise-curve-ed`, BLAKE2b hashing, HMAC/HKDF as `noise-handshake` builds
-//! them, and keyed BLAKE2b-256 (`crypto_generichash` with a key).
+//! Edwards-curve DH of `noise-curve-ed` (`index.js dh`), and keyed BLAKE2b-256
+//! (`crypto_generichash` with a key).
 //!
 //! Pure functions over byte arrays; no I/O, no clock, no hidden randomness.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
-use blake2::digest::{Digest, Mac};
-use blake2::{Blake2b512, Blake2bMac, digest::consts::U32};
+use blake2::Blake2bMac;
+use blake2::digest::{Digest, Mac, consts::U32};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use rand_core::{CryptoRng, RngCore};
 use sha2::Sha512;
@@ -23,8 +13,6 @@ use zeroize::Zeroize;
 
 /// Length of a BLAKE2b-512 digest, Noise's HASHLEN for `BLAKE2b`.
 pub const HASHLEN: usize = 64;
-/// HMAC block length of BLAKE2b.
-const BLOCKLEN: usize = 128;
 
 /// `hypercore-crypto` `namespace('hyperswarm/secret-stream', 3)[0]`: keys the initiator's stream id.
 pub const NS_INITIATOR: [u8; 32] =
@@ -115,6 +103,11 @@ impl KeyPair {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         Self::from_seed(seed)
+    }
+
+    /// The 32-byte seed (the private key `noise-curve-ed` derives its scalar from).
+    pub(crate) fn seed(&self) -> &[u8; 32] {
+        &self.seed
     }
 
     /// The 32-byte compressed Edwards public key.
@@ -214,52 +207,6 @@ pub fn dh(local: &KeyPair, remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhE
         return Err(DhError::IdentityResult);
     }
     Ok(out)
-}
-
-/// BLAKE2b-512 of the concatenation of `parts`.
-pub(crate) fn hash(parts: &[&[u8]]) -> [u8; HASHLEN] {
-    let mut h = Blake2b512::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
-/// HMAC-BLAKE2b-512 as `noise-handshake/hmac.js` computes it (128-byte block).
-pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; HASHLEN] {
-    let mut k = [0u8; BLOCKLEN];
-    if key.len() > BLOCKLEN {
-        let hk = hash(&[key]);
-        k.iter_mut().zip(hk.iter()).for_each(|(d, s)| *d = *s);
-    } else {
-        k.iter_mut().zip(key.iter()).for_each(|(d, s)| *d = *s);
-    }
-    let mut ipad = [0x36u8; BLOCKLEN];
-    let mut opad = [0x5cu8; BLOCKLEN];
-    for ((i, o), kb) in ipad.iter_mut().zip(opad.iter_mut()).zip(k.iter()) {
-        *i ^= kb;
-        *o ^= kb;
-    }
-    let mut inner = Blake2b512::new();
-    inner.update(ipad);
-    for p in parts {
-        inner.update(p);
-    }
-    let inner = inner.finalize();
-    let out = hash(&[&opad, &inner]);
-    k.zeroize();
-    ipad.zeroize();
-    opad.zeroize();
-    out
-}
-
-/// Noise HKDF with two outputs (`noise-handshake/hkdf.js`, empty info).
-pub(crate) fn hkdf2(chaining_key: &[u8], ikm: &[u8]) -> ([u8; HASHLEN], [u8; HASHLEN]) {
-    let mut prk = hmac(chaining_key, &[ikm]);
-    let o1 = hmac(&prk, &[&[1u8]]);
-    let o2 = hmac(&prk, &[&o1, &[2u8]]);
-    prk.zeroize();
-    (o1, o2)
 }
 
 /// Keyed BLAKE2b-256 (`crypto_generichash(out32, concat(parts), key)`), as `hypercore-crypto`

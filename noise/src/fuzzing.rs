@@ -2,11 +2,59 @@
 //! corpus replay test (`noise/tests/fuzz_corpus.rs`), so both run exactly the same code.
 //! Not a stable API. The checks panic only when an invariant breaks (that is the finding).
 
-use std::sync::OnceLock;
-
 use crate::crypto::KeyPair;
-use crate::handshake::{Handshake, Pattern};
+use crate::handshake::{Handshake, Pattern, Role};
 use crate::secret_stream::{Config, Randomness, SecretStream};
+
+/// One of the hand-written SIMD fast paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastPath {
+    /// AVX-512 ChaCha20 (needs AVX-512F and AVX-512BW).
+    ChaCha20,
+    /// AVX-512 IFMA Poly1305 (needs AVX-512F and AVX-512 IFMA).
+    Poly1305,
+}
+
+impl FastPath {
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            FastPath::ChaCha20 => ("the AVX-512 ChaCha20", "avx512f and avx512bw"),
+            FastPath::Poly1305 => ("the AVX-512 IFMA Poly1305", "avx512f and avx512ifma"),
+        }
+    }
+}
+
+/// Whether `path` runs on this CPU and build (never with feature `portable`).
+pub fn fast_path_available(path: FastPath) -> bool {
+    match path {
+        FastPath::ChaCha20 => crate::chacha::fast_available(),
+        FastPath::Poly1305 => crate::poly1305::fast_available(),
+    }
+}
+
+/// Whether the environment sets `NOISE_SIMD_REQUIRED=1` (CI on a runner with AVX-512 IFMA).
+pub fn simd_required() -> bool {
+    std::env::var_os("NOISE_SIMD_REQUIRED").is_some_and(|v| v == "1")
+}
+
+/// For tests whose SIMD half cannot run because `path` is absent: prints a note and returns
+/// `false` (the caller skips that half), or, when `NOISE_SIMD_REQUIRED=1` is set, fails the
+/// test with a message naming the missing fast path, so CI cannot lose that coverage
+/// silently.
+#[allow(clippy::panic)] // failing the test is the point
+pub fn simd_absent(path: FastPath) -> bool {
+    let (name, features) = path.describe();
+    if simd_required() {
+        panic!(
+            "NOISE_SIMD_REQUIRED=1, but {name} fast path is not available: this build has \
+             feature `portable`, or this CPU lacks {features}"
+        );
+    }
+    println!(
+        "note: {name} fast path is not available here (needs {features}); SIMD checks skipped"
+    );
+    false
+}
 
 fn rand(seed: u8) -> Randomness {
     Randomness {
@@ -16,47 +64,49 @@ fn rand(seed: u8) -> Randomness {
     }
 }
 
-struct Handshakes {
-    ik_responder: Handshake,
-    xx_responder: Handshake,
-    xx_initiator_after_msg1: Handshake,
-    ik_initiator_after_msg1: Handshake,
+/// A fresh handshake with the fixed test keys: static seed 1 (initiator) or 2 (responder),
+/// ephemeral seed `ephemeral`, empty prologue; an IK initiator knows the responder's key.
+#[allow(clippy::expect_used)] // fixed, valid inputs
+pub fn handshake(pattern: Pattern, role: Role, ephemeral: u8) -> Handshake {
+    let server = KeyPair::from_seed([2; 32]);
+    let (s, rs) = match role {
+        Role::Initiator => (
+            KeyPair::from_seed([1; 32]),
+            (pattern == Pattern::IK).then(|| *server.public_key()),
+        ),
+        Role::Responder => (server, None),
+    };
+    Handshake::new(
+        pattern,
+        role,
+        s,
+        KeyPair::from_seed([ephemeral; 32]),
+        b"",
+        rs,
+    )
+    .expect("valid handshake parameters")
 }
 
+/// The handshakes a received message is fed to: IK and XX responders, and IK and XX
+/// initiators that have sent message 1. Built fresh per input (a handshake is not `Clone`).
 #[allow(clippy::expect_used)] // fixed, valid inputs
-fn handshakes() -> &'static Handshakes {
-    static H: OnceLock<Handshakes> = OnceLock::new();
-    H.get_or_init(|| {
-        let server = KeyPair::from_seed([2; 32]);
-        let client = KeyPair::from_seed([1; 32]);
-        let new = |p, init, s: &KeyPair, e: u8, rs| {
-            Handshake::new(p, init, s.clone(), KeyPair::from_seed([e; 32]), b"", rs)
-                .expect("valid handshake parameters")
-        };
-        let mut xx_i = new(Pattern::XX, true, &client, 3, None);
-        xx_i.write_message(b"").expect("message 1");
-        let mut ik_i = new(Pattern::IK, true, &client, 3, Some(*server.public_key()));
-        ik_i.write_message(b"").expect("message 1");
-        Handshakes {
-            ik_responder: new(Pattern::IK, false, &server, 4, None),
-            xx_responder: new(Pattern::XX, false, &server, 4, None),
-            xx_initiator_after_msg1: xx_i,
-            ik_initiator_after_msg1: ik_i,
-        }
-    })
+fn handshakes() -> [Handshake; 4] {
+    let mut xx_i = handshake(Pattern::XX, Role::Initiator, 3);
+    xx_i.write_message(b"").expect("message 1");
+    let mut ik_i = handshake(Pattern::IK, Role::Initiator, 3);
+    ik_i.write_message(b"").expect("message 1");
+    [
+        handshake(Pattern::IK, Role::Responder, 4),
+        handshake(Pattern::XX, Role::Responder, 4),
+        xx_i,
+        ik_i,
+    ]
 }
 
 /// Feeds `data` as a received handshake message to IK and XX responders and to IK and XX
 /// initiators that have sent message 1. Must never panic; a failed handshake stays failed.
 pub fn handshake_message(data: &[u8]) {
-    let h = handshakes();
-    for base in [
-        &h.ik_responder,
-        &h.xx_responder,
-        &h.xx_initiator_after_msg1,
-        &h.ik_initiator_after_msg1,
-    ] {
-        let mut hs = base.clone();
+    for mut hs in handshakes() {
         match hs.read_message(data) {
             Ok(_) => {
                 if hs.is_my_turn() {
@@ -71,48 +121,24 @@ pub fn handshake_message(data: &[u8]) {
     }
 }
 
-struct Streams {
-    peer: SecretStream,
-    established: SecretStream,
-    xx_responder: SecretStream,
-}
-
-fn streams() -> &'static Streams {
-    static S: OnceLock<Streams> = OnceLock::new();
-    S.get_or_init(|| {
-        let mut a = SecretStream::new_xx(
-            true,
-            KeyPair::from_seed([1; 32]),
-            rand(1),
-            Config::default(),
-        );
-        let mut b = SecretStream::new_xx(
-            false,
-            KeyPair::from_seed([2; 32]),
-            rand(2),
-            Config::default(),
-        );
-        for _ in 0..4 {
-            let x = a.take_outgoing();
-            b.feed(&x);
-            while let Ok(Some(_)) = b.poll_message() {}
-            let y = b.take_outgoing();
-            a.feed(&y);
-            while let Ok(Some(_)) = a.poll_message() {}
-        }
-        assert!(b.is_established(), "fixed XX pair must establish");
-        let xx_responder = SecretStream::new_xx(
-            false,
-            KeyPair::from_seed([2; 32]),
-            rand(3),
-            Config::default(),
-        );
-        Streams {
-            peer: a,
-            established: b,
-            xx_responder,
-        }
-    })
+/// Two secret streams with the fixed test keys and randomness that ran their XX handshake
+/// and header exchange in memory: `(initiator, responder)`, both established.
+pub fn established_pair(config: Config) -> (SecretStream, SecretStream) {
+    let mut a = SecretStream::new_xx(true, KeyPair::from_seed([1; 32]), rand(1), config.clone());
+    let mut b = SecretStream::new_xx(false, KeyPair::from_seed([2; 32]), rand(2), config);
+    for _ in 0..4 {
+        let x = a.send().take_outgoing();
+        b.recv().feed(&x);
+        while let Ok(Some(_)) = b.poll_message() {}
+        let y = b.send().take_outgoing();
+        a.recv().feed(&y);
+        while let Ok(Some(_)) = a.poll_message() {}
+    }
+    assert!(
+        a.is_established() && b.is_established(),
+        "fixed XX pair must establish"
+    );
+    (a, b)
 }
 
 /// Feeds `data` as raw-stream bytes, in chunks whose size comes from the first byte, to an
@@ -123,11 +149,16 @@ pub fn frames(data: &[u8]) {
         Some((c, rest)) => (usize::from(*c).max(1), rest),
         None => return,
     };
-    let s = streams();
-    for base in [&s.established, &s.xx_responder] {
-        let mut st = base.clone();
+    let established = established_pair(Config::default()).1;
+    let xx_responder = SecretStream::new_xx(
+        false,
+        KeyPair::from_seed([2; 32]),
+        rand(3),
+        Config::default(),
+    );
+    for mut st in [established, xx_responder] {
         'feed: for part in data.chunks(chunk) {
-            st.feed(part);
+            st.recv().feed(part);
             loop {
                 match st.poll_message() {
                     Ok(Some(m)) => assert!(m.len() <= part.len() + data.len()),
@@ -139,7 +170,7 @@ pub fn frames(data: &[u8]) {
                 }
             }
         }
-        st.feed_eof();
+        st.recv().feed_eof();
         while let Ok(Some(_)) = st.poll_message() {}
         if let Some(d) = st.datagrams() {
             let _ = d.open(data);
@@ -152,36 +183,29 @@ pub fn frames(data: &[u8]) {
 #[allow(clippy::expect_used)] // fixed, valid inputs
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    let h = handshakes();
-    let server = KeyPair::from_seed([2; 32]);
-    let client = KeyPair::from_seed([1; 32]);
-    let new = |p, init, s: &KeyPair, e: u8, rs| {
-        Handshake::new(p, init, s.clone(), KeyPair::from_seed([e; 32]), b"", rs)
-            .expect("valid handshake parameters")
-    };
     // IK message 1 the IK responder accepts
-    let mut i = new(Pattern::IK, true, &client, 7, Some(*server.public_key()));
+    let mut i = handshake(Pattern::IK, Role::Initiator, 7);
     out.push((
         "noise_handshake_message",
         i.write_message(b"payload").expect("msg1"),
     ));
     // XX message 1 (a bare ephemeral key)
-    let mut x = new(Pattern::XX, true, &client, 8, None);
+    let mut x = handshake(Pattern::XX, Role::Initiator, 8);
     out.push((
         "noise_handshake_message",
         x.write_message(b"").expect("msg1"),
     ));
     // replies the initiators that sent message 1 accept
-    let mut r = h.xx_responder.clone();
-    let mut xi = h.xx_initiator_after_msg1.clone();
-    let mut probe = new(Pattern::XX, true, &client, 3, None);
+    let [ik_r, xx_r, mut xi, _] = handshakes();
+    let mut r = xx_r;
+    let mut probe = handshake(Pattern::XX, Role::Initiator, 3);
     r.read_message(&probe.write_message(b"").expect("msg1"))
         .expect("read msg1");
     let m2 = r.write_message(b"").expect("msg2");
     xi.read_message(&m2).expect("the initiator accepts it");
     out.push(("noise_handshake_message", m2));
-    let mut ir = h.ik_responder.clone();
-    let mut probe = new(Pattern::IK, true, &client, 3, Some(*server.public_key()));
+    let mut ir = ik_r;
+    let mut probe = handshake(Pattern::IK, Role::Initiator, 3);
     ir.read_message(&probe.write_message(b"").expect("msg1"))
         .expect("read msg1");
     out.push((
@@ -191,7 +215,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("noise_handshake_message", vec![0u8; 96]));
 
     // frames: a chunk-size byte, then valid data frames for the established stream
-    let mut peer = streams().peer.clone();
+    let mut peer = established_pair(Config::default()).0;
     for (chunk, msgs) in [
         (255u8, &[&b"hello"[..], b"", b"x"][..]),
         (7, &[&[9u8; 300][..]][..]),
@@ -200,7 +224,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             peer.write(m).expect("write");
         }
         let mut v = vec![chunk];
-        v.extend(peer.take_outgoing());
+        v.extend(peer.send().take_outgoing());
         out.push(("noise_frames", v));
     }
     let mut init = SecretStream::new_xx(
@@ -210,7 +234,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Config::default(),
     );
     let mut v = vec![16u8];
-    v.extend(init.take_outgoing());
+    v.extend(init.send().take_outgoing());
     out.push(("noise_frames", v));
     out.push(("noise_frames", vec![1, 0x38, 0, 0, 1, 2, 3]));
 
@@ -224,8 +248,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Differential check of the crypto backends (fuzz target `noise_simd`): the dispatched
-/// ChaCha20 (AVX-512 where the CPU has it) against the portable crate, in place and copying,
-/// and the dispatched Poly1305 (IFMA where available) against the scalar code, over the input's
+/// ChaCha20 (AVX-512 where the CPU has it) against the `chacha20` crate, in place and copying,
+/// and the dispatched and fast-path Poly1305 (IFMA where available) against the `poly1305`
+/// crate, over the input's
 /// key, nonce, counter, cut points and data. Input: 32-byte key, 12-byte nonce, 4-byte
 /// counter selector (LE), then the data.
 #[allow(clippy::indexing_slicing, clippy::panic)] // lengths checked; a mismatch is the finding
@@ -258,22 +283,36 @@ pub fn simd(data: &[u8]) {
     crate::chacha::xor_keystream_from(&key, &nonce, counter, msg, &mut dst);
     assert_eq!(dst, want, "ChaCha20 copying");
 
-    // Poly1305 over the data, fed in pieces cut at the header's bytes
+    // Poly1305 over the data, fed in pieces cut at the header's bytes: the dispatched MAC
+    // and the fast path (every run on the IFMA kernel, and the default threshold) against
+    // the `poly1305` crate in one shot
     let cuts = [
         usize::from(head[0]),
         usize::from(head[1]) * 7,
         usize::from(head[2]) * 61,
     ];
-    let feed = |simd_min: usize| {
-        let mut p = crate::poly1305::Poly1305::new(&key);
-        let mut rest = msg;
-        for c in cuts {
-            let (a, b) = rest.split_at(c.min(rest.len()));
-            p.update_with(a, simd_min);
-            rest = b;
-        }
-        p.update_with(rest, simd_min);
-        p.finalize()
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut rest = msg;
+    for c in cuts {
+        let (a, b) = rest.split_at(c.min(rest.len()));
+        parts.push(a);
+        rest = b;
+    }
+    parts.push(rest);
+    let want: [u8; 16] = {
+        use poly1305::universal_hash::KeyInit;
+        poly1305::Poly1305::new(&key.into())
+            .compute_unpadded(msg)
+            .into()
     };
-    assert_eq!(feed(16), feed(usize::MAX), "Poly1305");
+    let mut p = crate::poly1305::Poly1305::new(&key);
+    for part in &parts {
+        p.update(part);
+    }
+    assert_eq!(p.finalize(), want, "Poly1305 dispatched");
+    for simd_min in [0, 224] {
+        if let Some(tag) = crate::poly1305::fast_mac(&key, &parts, simd_min) {
+            assert_eq!(tag, want, "Poly1305 fast path, runs from {simd_min} bytes");
+        }
+    }
 }

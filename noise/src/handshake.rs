@@ -1,5 +1,7 @@
 //! Noise handshakes `Noise_IK_Ed25519_ChaChaPoly_BLAKE2b` and `Noise_XX_Ed25519_ChaChaPoly_BLAKE2b`
-//! exactly as `noise-handshake` 4.2.0 with `noise-curve-ed` 2.1.0 runs them.
+//! exactly as `noise-handshake` 4.2.0 with `noise-curve-ed` 2.1.0 runs them, on the `snow`
+//! state machine with the primitives of module `resolver` (an Ed25519 DH, ChaChaPoly and
+//! BLAKE2b as the JS packages define them).
 //!
 //! I/O contract: [`Handshake::write_message`] turns a payload into the next handshake message,
 //! [`Handshake::read_message`] turns a received message into its payload. Nothing is framed here
@@ -8,11 +10,11 @@
 //! ephemeral key pair given to [`Handshake::new`].
 //!
 //! ```
-//! use noise::{Handshake, KeyPair, Pattern};
+//! use noise::{Handshake, KeyPair, Pattern, Role};
 //! let server = KeyPair::from_seed([2; 32]);
-//! let mut i = Handshake::new(Pattern::IK, true, KeyPair::from_seed([1; 32]),
+//! let mut i = Handshake::new(Pattern::IK, Role::Initiator, KeyPair::from_seed([1; 32]),
 //!     KeyPair::from_seed([3; 32]), b"", Some(*server.public_key())).unwrap();
-//! let mut r = Handshake::new(Pattern::IK, false, server, KeyPair::from_seed([4; 32]), b"", None).unwrap();
+//! let mut r = Handshake::new(Pattern::IK, Role::Responder, server, KeyPair::from_seed([4; 32]), b"", None).unwrap();
 //! let m1 = i.write_message(b"hi").unwrap();
 //! assert_eq!(r.read_message(&m1).unwrap(), b"hi");
 //! let m2 = r.write_message(b"").unwrap();
@@ -21,23 +23,18 @@
 //! assert_eq!((a.tx, a.rx, a.hash), (b.rx, b.tx, b.hash));
 //! ```
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+use std::sync::{Arc, Mutex};
 
-use chacha20poly1305::ChaCha20Poly1305;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use zeroize::Zeroize;
 
-use crate::crypto::{self, DhError, HASHLEN, KeyPair};
+use crate::crypto::{DhError, KeyPair};
 
-/// Noise's maximum ciphertext length; `noise-handshake` refuses longer payload ciphertexts.
+mod resolver;
+
+/// Noise's maximum message length. snow refuses longer handshake messages; `noise-handshake`
+/// (`cipher.js`) refuses payload ciphertexts above it, which only differs for messages within
+/// 96 bytes of the limit (the keys before the payload), far above any hyperdht or
+/// secret-stream handshake message.
 pub const MAX_CIPHERTEXT_LEN: usize = 65535;
 /// Public key length of `noise-curve-ed`.
 pub const PKLEN: usize = 32;
@@ -53,30 +50,101 @@ pub enum Pattern {
     XX,
 }
 
+/// Which side of the handshake this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
-    E,
-    S,
-    EE,
-    ES,
-    SE,
-    SS,
+pub enum Role {
+    /// Sends the first message (hyperdht: the connecting peer).
+    Initiator,
+    /// Receives the first message (hyperdht: the server).
+    Responder,
+}
+
+impl Role {
+    /// Whether this is [`Role::Initiator`].
+    pub fn is_initiator(self) -> bool {
+        self == Role::Initiator
+    }
+}
+
+impl From<bool> for Role {
+    /// `true` is the initiator, as JS `new NoiseState(pattern, isInitiator, ...)`.
+    fn from(is_initiator: bool) -> Self {
+        if is_initiator {
+            Role::Initiator
+        } else {
+            Role::Responder
+        }
+    }
 }
 
 impl Pattern {
-    fn name(self) -> &'static [u8] {
+    /// The protocol name `noise-handshake` starts the hash with (`noise.js` builds it from
+    /// the pattern and `noise-curve-ed`'s `ALG`, `initialise` copies it into the digest); snow
+    /// starts from `NoiseParams::name`, so the name replaces the one snow parsed.
+    fn name(self) -> &'static str {
         match self {
-            Pattern::IK => b"Noise_IK_Ed25519_ChaChaPoly_BLAKE2b",
-            Pattern::XX => b"Noise_XX_Ed25519_ChaChaPoly_BLAKE2b",
+            Pattern::IK => "Noise_IK_Ed25519_ChaChaPoly_BLAKE2b",
+            Pattern::XX => "Noise_XX_Ed25519_ChaChaPoly_BLAKE2b",
         }
     }
 
-    fn messages(self) -> &'static [&'static [Token]] {
-        use Token::*;
+    /// snow's parameters: it knows no `Ed25519` DH, so the `25519` choice is parsed and
+    /// resolved to `resolver`'s Ed25519 DH, and the name is replaced.
+    fn params(self) -> Result<snow::params::NoiseParams, HandshakeError> {
+        let parsed = match self {
+            Pattern::IK => "Noise_IK_25519_ChaChaPoly_BLAKE2b",
+            Pattern::XX => "Noise_XX_25519_ChaChaPoly_BLAKE2b",
+        };
+        let mut params: snow::params::NoiseParams = parsed.parse().map_err(snow_error)?;
+        params.name = self.name().to_owned();
+        Ok(params)
+    }
+
+    /// The shortest valid message of each step: keys (32 bytes, 48 once encrypted) and the
+    /// 16-byte payload tag once a key exists (IK: `e es s ss`, `e ee se`; XX: `e`,
+    /// `e ee s es`, `s se`).
+    fn min_message_len(self, step: usize) -> usize {
+        let table: &[usize] = match self {
+            Pattern::IK => &[32 + 48 + 16, 32 + 16],
+            Pattern::XX => &[32, 32 + 48 + 16, 48 + 16],
+        };
+        table.get(step).copied().unwrap_or(0)
+    }
+
+    fn message_count(self) -> usize {
         match self {
-            Pattern::IK => &[&[E, ES, S, SS], &[E, EE, SE]],
-            Pattern::XX => &[&[E], &[E, EE, S, ES], &[S, SE]],
+            Pattern::IK => 2,
+            Pattern::XX => 3,
         }
+    }
+}
+
+/// snow's handshake state for these keys and prologue.
+fn build(
+    pattern: Pattern,
+    role: Role,
+    resolver: resolver::Resolver,
+    static_seed: &[u8; 32],
+    prologue: &[u8],
+    remote_static: Option<&[u8; 32]>,
+) -> Result<snow::HandshakeState, HandshakeError> {
+    let mut builder = snow::Builder::with_resolver(pattern.params()?, Box::new(resolver))
+        .local_private_key(static_seed)
+        .and_then(|b| b.prologue(prologue))
+        .map_err(snow_error)?;
+    if let Some(rs) = remote_static {
+        builder = builder.remote_public_key(rs).map_err(snow_error)?;
+    }
+    match role {
+        Role::Initiator => builder.build_initiator(),
+        Role::Responder => builder.build_responder(),
+    }
+    .map_err(snow_error)
+}
+
+fn snow_error(e: snow::Error) -> HandshakeError {
+    HandshakeError::Noise {
+        reason: e.to_string(),
     }
 }
 
@@ -104,10 +172,10 @@ pub enum HandshakeError {
         /// Bytes in the message.
         got: usize,
     },
-    /// A payload ciphertext exceeds Noise's 65535-byte limit.
-    #[error("ciphertext of {len} bytes exceeds the Noise maximum of 65535")]
+    /// A handshake message exceeds Noise's 65535-byte limit.
+    #[error("handshake message of {len} bytes exceeds the Noise maximum of 65535")]
     TooLong {
-        /// Ciphertext length.
+        /// Message length.
         len: usize,
     },
     /// A received public key was refused (as libsodium refuses it).
@@ -116,6 +184,12 @@ pub enum HandshakeError {
     /// Authentication of an encrypted key or payload failed.
     #[error("handshake decryption failed (wrong key or corrupted message)")]
     Decrypt,
+    /// The Noise state machine refused a step for another reason.
+    #[error("noise state machine error: {reason}")]
+    Noise {
+        /// snow's description.
+        reason: String,
+    },
 }
 
 /// What a finished handshake yields: what hyperdht hands to `@hyperswarm/secret-stream`.
@@ -152,18 +226,25 @@ impl Drop for HandshakeResult {
 }
 
 /// One side of a Noise IK or XX handshake (sans-IO).
-#[derive(Clone)]
+///
+/// Not `Clone`: a copy would encrypt under the same handshake key and nonce. The private keys
+/// (seeds) and the handshake cipher keys live in `resolver`'s objects, which wipe them on drop;
+/// the chaining key and hash stay in snow's symmetric state, which snow 0.10 frees without
+/// wiping.
+///
+/// ```compile_fail
+/// use noise::{Handshake, KeyPair, Pattern, Role};
+/// let hs = Handshake::new(Pattern::XX, Role::Initiator, KeyPair::from_seed([1; 32]),
+///     KeyPair::from_seed([2; 32]), b"", None).unwrap();
+/// let copy = hs.clone();
+/// ```
 pub struct Handshake {
     pattern: Pattern,
-    initiator: bool,
-    s: KeyPair,
-    e: KeyPair,
-    rs: Option<[u8; 32]>,
-    re: Option<[u8; 32]>,
-    h: [u8; HASHLEN],
-    ck: [u8; HASHLEN],
-    k: Option<[u8; 32]>,
-    n: u64,
+    role: Role,
+    state: Box<snow::HandshakeState>,
+    dh_error: resolver::DhErrorSlot,
+    local_public_key: [u8; 32],
+    hash: [u8; 64],
     step: usize,
     failed: bool,
     result: Option<HandshakeResult>,
@@ -173,19 +254,10 @@ impl std::fmt::Debug for Handshake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handshake")
             .field("pattern", &self.pattern)
-            .field("initiator", &self.initiator)
+            .field("role", &self.role)
             .field("step", &self.step)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Handshake {
-    fn drop(&mut self) {
-        self.ck.zeroize();
-        if let Some(k) = self.k.as_mut() {
-            k.zeroize();
-        }
     }
 }
 
@@ -196,48 +268,50 @@ impl Handshake {
     /// `NS.PEER_HANDSHAKE`; secret-stream uses XX with an empty prologue.
     pub fn new(
         pattern: Pattern,
-        is_initiator: bool,
+        role: Role,
         static_keypair: KeyPair,
         ephemeral: KeyPair,
         prologue: &[u8],
         remote_static: Option<[u8; 32]>,
     ) -> Result<Self, HandshakeError> {
-        let mut h = [0u8; HASHLEN];
-        let name = pattern.name();
-        h.iter_mut().zip(name.iter()).for_each(|(d, s)| *d = *s);
+        let remote_static = match (pattern, role) {
+            (Pattern::IK, Role::Initiator) => {
+                Some(remote_static.ok_or(HandshakeError::MissingRemoteStatic)?)
+            }
+            _ => None,
+        };
+        let dh_error: resolver::DhErrorSlot = Arc::new(Mutex::new(None));
+        let local_public_key = *static_keypair.public_key();
+        let mut seed = *static_keypair.seed();
+        let resolver = resolver::Resolver::new(static_keypair, ephemeral, Arc::clone(&dh_error));
+        let state = build(
+            pattern,
+            role,
+            resolver,
+            &seed,
+            prologue,
+            remote_static.as_ref(),
+        );
+        seed.zeroize();
+        let state = state?;
         let mut hs = Self {
             pattern,
-            initiator: is_initiator,
-            s: static_keypair,
-            e: ephemeral,
-            rs: None,
-            re: None,
-            h,
-            ck: h,
-            k: None,
-            n: 0,
+            role,
+            state: Box::new(state),
+            dh_error,
+            local_public_key,
+            hash: [0; 64],
             step: 0,
             failed: false,
             result: None,
         };
-        hs.mix_hash(prologue);
-        if pattern == Pattern::IK {
-            // pre-message: the responder's static key
-            if is_initiator {
-                let rs = remote_static.ok_or(HandshakeError::MissingRemoteStatic)?;
-                hs.rs = Some(rs);
-                hs.mix_hash(&rs);
-            } else {
-                let pk = *hs.s.public_key();
-                hs.mix_hash(&pk);
-            }
-        }
+        hs.copy_hash();
         Ok(hs)
     }
 
     /// Whether the next step is ours to send.
     pub fn is_my_turn(&self) -> bool {
-        !self.is_finished() && self.step.is_multiple_of(2) == self.initiator
+        !self.failed && !self.is_finished() && self.state.is_my_turn()
     }
 
     /// Whether the handshake completed (see [`Handshake::result`]).
@@ -252,241 +326,125 @@ impl Handshake {
 
     /// Our static public key.
     pub fn local_public_key(&self) -> &[u8; 32] {
-        self.s.public_key()
+        &self.local_public_key
     }
 
     /// The current handshake hash (the final one once finished).
     pub fn hash(&self) -> &[u8; 64] {
-        &self.h
+        &self.hash
     }
 
-    fn check_turn(&self, sending: bool) -> Result<&'static [Token], HandshakeError> {
-        if self.failed || self.result.is_some() {
+    fn copy_hash(&mut self) {
+        let h = self.state.get_handshake_hash();
+        self.hash.iter_mut().zip(h).for_each(|(d, s)| *d = *s);
+    }
+
+    fn check_turn(&self, sending: bool) -> Result<(), HandshakeError> {
+        if self.failed || self.result.is_some() || self.step >= self.pattern.message_count() {
             return Err(HandshakeError::Finished);
         }
-        let tokens = self
-            .pattern
-            .messages()
-            .get(self.step)
-            .copied()
-            .ok_or(HandshakeError::Finished)?;
-        if self.is_my_turn() != sending {
+        if self.state.is_my_turn() != sending {
             return Err(HandshakeError::WrongTurn {
                 expected: if sending { "receive" } else { "send" },
             });
         }
-        Ok(tokens)
+        Ok(())
     }
 
     /// Writes the next handshake message carrying `payload`.
     pub fn write_message(&mut self, payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let tokens = self.check_turn(true)?;
-        let r = self.write_inner(tokens, payload);
-        if r.is_err() {
-            self.failed = true;
-        }
+        self.check_turn(true)?;
+        // room for the keys of any IK or XX message (at most 32 + 48) and the payload tag
+        let mut out = vec![0u8; payload.len() + 96];
+        let r = match self.state.write_message(payload, &mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                Ok(out)
+            }
+            Err(snow::Error::Input) => Err(HandshakeError::TooLong {
+                len: payload.len() + self.pattern.min_message_len(self.step),
+            }),
+            Err(e) => Err(self.map_error(e)),
+        };
+        self.after_step(r.is_ok())?;
         r
     }
 
     /// Reads the peer's next handshake message and returns its payload.
     pub fn read_message(&mut self, message: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let tokens = self.check_turn(false)?;
-        let r = self.read_inner(tokens, message);
-        if r.is_err() {
-            self.failed = true;
-        }
+        self.check_turn(false)?;
+        let needed = self.pattern.min_message_len(self.step);
+        let r = if message.len() < needed {
+            Err(HandshakeError::TooShort {
+                needed,
+                got: message.len(),
+            })
+        } else if message.len() > MAX_CIPHERTEXT_LEN {
+            Err(HandshakeError::TooLong { len: message.len() })
+        } else {
+            let mut payload = vec![0u8; message.len()];
+            match self.state.read_message(message, &mut payload) {
+                Ok(n) => {
+                    payload.truncate(n);
+                    Ok(payload)
+                }
+                Err(e) => Err(self.map_error(e)),
+            }
+        };
+        self.after_step(r.is_ok())?;
         r
     }
 
-    fn write_inner(&mut self, tokens: &[Token], payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let mut out = Vec::with_capacity(PKLEN * 2 + TAGLEN * 2 + payload.len());
-        for &t in tokens {
-            match t {
-                Token::E => {
-                    let pk = *self.e.public_key();
-                    self.mix_hash(&pk);
-                    out.extend_from_slice(&pk);
-                }
-                Token::S => {
-                    let pk = *self.s.public_key();
-                    let c = self.encrypt_and_hash(&pk)?;
-                    out.extend_from_slice(&c);
-                }
-                _ => self.mix_dh(t)?,
+    fn map_error(&self, e: snow::Error) -> HandshakeError {
+        match e {
+            snow::Error::Decrypt => HandshakeError::Decrypt,
+            snow::Error::Dh => {
+                let cause = self.dh_error.lock().ok().and_then(|mut s| s.take());
+                HandshakeError::InvalidPublicKey(cause.unwrap_or(DhError::NotOnCurve))
             }
+            snow::Error::Input => HandshakeError::TooShort {
+                needed: self.pattern.min_message_len(self.step),
+                got: 0,
+            },
+            e => snow_error(e),
         }
-        let c = self.encrypt_and_hash(payload)?;
-        out.extend_from_slice(&c);
-        self.advance();
-        Ok(out)
     }
 
-    fn read_inner(&mut self, tokens: &[Token], message: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let mut off = 0usize;
-        let take = |off: &mut usize, n: usize| -> Result<&[u8], HandshakeError> {
-            let end = *off + n;
-            let s = message.get(*off..end).ok_or(HandshakeError::TooShort {
-                needed: end,
-                got: message.len(),
-            })?;
-            *off = end;
-            Ok(s)
-        };
-        for &t in tokens {
-            match t {
-                Token::E => {
-                    let mut re = [0u8; 32];
-                    re.copy_from_slice(take(&mut off, PKLEN)?);
-                    self.mix_hash(&re);
-                    self.re = Some(re);
-                }
-                Token::S => {
-                    let len = if self.k.is_some() {
-                        PKLEN + TAGLEN
-                    } else {
-                        PKLEN
-                    };
-                    let c = take(&mut off, len)?;
-                    let p = self.decrypt_and_hash(c)?;
-                    let mut rs = [0u8; 32];
-                    if p.len() != PKLEN {
-                        return Err(HandshakeError::Decrypt);
-                    }
-                    rs.copy_from_slice(&p);
-                    self.rs = Some(rs);
-                }
-                _ => self.mix_dh(t)?,
-            }
+    /// After a step: a failure kills the handshake; a success advances it and, after the
+    /// last message, takes the split keys (`noise-handshake/noise.js final`, which calls
+    /// `symmetric-state.js split`).
+    fn after_step(&mut self, ok: bool) -> Result<(), HandshakeError> {
+        if !ok {
+            self.failed = true;
+            return Ok(());
         }
-        let rest = message.get(off..).unwrap_or(&[]);
-        let payload = self.decrypt_and_hash(rest)?;
-        self.advance();
-        Ok(payload)
-    }
-
-    fn advance(&mut self) {
         self.step += 1;
-        if self.step < self.pattern.messages().len() {
-            return;
+        self.copy_hash();
+        if !self.state.is_handshake_finished() {
+            return Ok(());
         }
-        let (mut k1, mut k2) = crypto::hkdf2(&self.ck, &[]);
-        let mut a = [0u8; 32];
-        let mut b = [0u8; 32];
-        a.copy_from_slice(k1.split_at(32).0);
-        b.copy_from_slice(k2.split_at(32).0);
-        k1.zeroize();
-        k2.zeroize();
-        let (tx, rx) = if self.initiator { (a, b) } else { (b, a) };
-        self.result = Some(HandshakeResult {
-            is_initiator: self.initiator,
-            tx,
-            rx,
-            hash: self.h,
-            local_public_key: *self.s.public_key(),
-            remote_public_key: self.rs.unwrap_or([0u8; 32]),
-        });
+        let (mut a, mut b) = self.state.dangerously_get_raw_split();
+        let (tx, rx) = match self.role {
+            Role::Initiator => (a, b),
+            Role::Responder => (b, a),
+        };
         a.zeroize();
         b.zeroize();
-    }
-
-    fn mix_hash(&mut self, data: &[u8]) {
-        self.h = crypto::hash(&[&self.h, data]);
-    }
-
-    fn mix_dh(&mut self, t: Token) -> Result<(), HandshakeError> {
-        // (local static?, remote static?) as noise-handshake's keyPattern
-        let (local_static, remote_static) = match t {
-            Token::EE => (false, false),
-            Token::ES => (!self.initiator, self.initiator),
-            Token::SE => (self.initiator, !self.initiator),
-            Token::SS => (true, true),
-            Token::E | Token::S => return Ok(()),
-        };
-        let local = if local_static { &self.s } else { &self.e };
-        let remote = if remote_static { self.rs } else { self.re };
-        // The token order of IK and XX guarantees the remote key is known here.
-        let remote = remote.ok_or(HandshakeError::Finished)?;
-        let mut shared = crypto::dh(local, &remote)?;
-        let (ck, mut k) = crypto::hkdf2(&self.ck, &shared);
-        shared.zeroize();
-        self.ck = ck;
-        let mut key = [0u8; 32];
-        key.copy_from_slice(k.split_at(32).0);
-        k.zeroize();
-        self.k = Some(key);
-        self.n = 0;
+        let mut remote_public_key = [0u8; 32];
+        if let Some(rs) = self.state.get_remote_static() {
+            remote_public_key
+                .iter_mut()
+                .zip(rs)
+                .for_each(|(d, s)| *d = *s);
+        }
+        self.result = Some(HandshakeResult {
+            is_initiator: self.role.is_initiator(),
+            tx,
+            rx,
+            hash: self.hash,
+            local_public_key: self.local_public_key,
+            remote_public_key,
+        });
         Ok(())
-    }
-
-    fn nonce(&self) -> [u8; 12] {
-        let mut nonce = [0u8; 12];
-        nonce
-            .iter_mut()
-            .skip(4)
-            .zip(self.n.to_le_bytes())
-            .for_each(|(d, s)| *d = s);
-        nonce
-    }
-
-    fn encrypt_and_hash(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let c = match &self.k {
-            None => plaintext.to_vec(),
-            Some(k) => {
-                let cipher = ChaCha20Poly1305::new(k.into());
-                let nonce = self.nonce();
-                let c = cipher
-                    .encrypt(
-                        (&nonce).into(),
-                        Payload {
-                            msg: plaintext,
-                            aad: &self.h,
-                        },
-                    )
-                    .map_err(|_| HandshakeError::TooLong {
-                        len: plaintext.len(),
-                    })?;
-                if c.len() > MAX_CIPHERTEXT_LEN {
-                    return Err(HandshakeError::TooLong { len: c.len() });
-                }
-                self.n += 1;
-                c
-            }
-        };
-        self.mix_hash(&c);
-        Ok(c)
-    }
-
-    fn decrypt_and_hash(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let p = match &self.k {
-            None => ciphertext.to_vec(),
-            Some(k) => {
-                if ciphertext.len() > MAX_CIPHERTEXT_LEN {
-                    return Err(HandshakeError::TooLong {
-                        len: ciphertext.len(),
-                    });
-                }
-                if ciphertext.len() < TAGLEN {
-                    return Err(HandshakeError::TooShort {
-                        needed: TAGLEN,
-                        got: ciphertext.len(),
-                    });
-                }
-                let cipher = ChaCha20Poly1305::new(k.into());
-                let nonce = self.nonce();
-                let p = cipher
-                    .decrypt(
-                        (&nonce).into(),
-                        Payload {
-                            msg: ciphertext,
-                            aad: &self.h,
-                        },
-                    )
-                    .map_err(|_| HandshakeError::Decrypt)?;
-                self.n += 1;
-                p
-            }
-        };
-        self.mix_hash(ciphertext);
-        Ok(p)
     }
 }

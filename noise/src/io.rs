@@ -119,10 +119,10 @@ trait Outgoing {
 
 impl Outgoing for SecretStream {
     fn queued(&self) -> &[u8] {
-        self.outgoing()
+        self.send_ref().outgoing()
     }
     fn consume(&mut self, n: usize) {
-        self.consume_outgoing(n);
+        self.send().consume_outgoing(n);
     }
 }
 
@@ -133,6 +133,27 @@ impl Outgoing for SendHalf {
     fn consume(&mut self, n: usize) {
         self.consume_outgoing(n);
     }
+}
+
+/// Raw bytes read per call into a receive buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One read from `io` straight into the receive buffer of `recv`; `Ready(Ok(0))` at the end
+/// of the raw stream, which `recv` is told.
+fn poll_read_into<R: AsyncRead + Unpin>(
+    io: &mut R,
+    recv: &mut RecvHalf,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut rb = ReadBuf::new(recv.input_buffer(READ_CHUNK));
+    ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+    let n = rb.filled().len();
+    if n == 0 {
+        recv.feed_eof();
+    } else {
+        recv.input_filled(n);
+    }
+    Poll::Ready(Ok(n))
 }
 
 /// Writes the core's queued frames to `io`; `flushed` counts the bytes written.
@@ -158,7 +179,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     pub const MAX_WRITE_CHUNK: usize = 64 * 1024;
     /// Outgoing bytes buffered before `poll_write` waits for the raw stream.
     const HIGH_WATER: usize = 256 * 1024;
-    const READ_CHUNK: usize = 64 * 1024;
 
     /// Wraps a core in any state.
     pub fn new(io: S, core: SecretStream) -> Self {
@@ -210,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
     pub fn set_keep_alive(&mut self, interval: Option<Duration>) {
         self.keep_alive = interval.map(|d| (d, Box::pin(tokio::time::sleep(d))));
         if interval.is_some() {
-            self.core.set_filter_zero_byte_messages(true);
+            self.core.recv().set_filter_zero_byte_messages(true);
         }
     }
 
@@ -323,16 +343,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         if self.read_eof {
             return Poll::Ready(Ok(()));
         }
-        let dst = self.core.input_buffer(Self::READ_CHUNK);
-        let mut rb = ReadBuf::new(dst);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
+        let n = ready!(poll_read_into(&mut self.io, self.core.recv(), cx))?;
         if n == 0 {
             self.read_eof = true;
-            self.core.feed_eof();
             self.filled += 1;
         } else {
-            self.core.input_filled(n);
             self.filled += n as u64;
         }
         Poll::Ready(Ok(()))
@@ -346,7 +361,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
         self.wake_writer_if(before);
         match ready!(r)? {
             // Re-borrow the message poll_message just returned (a borrow cannot leave the loop).
-            true => Poll::Ready(Ok(Some(self.core.last_message()))),
+            true => Poll::Ready(Ok(Some(self.core.recv_ref().last_message()))),
             false => Poll::Ready(Ok(None)),
         }
     }
@@ -371,7 +386,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SecretStreamIo<S> {
             if got {
                 return Poll::Ready(Ok(true));
             }
-            if self.core.is_finished() {
+            if self.core.recv_ref().is_finished() {
                 return Poll::Ready(Ok(false));
             }
             ready!(self.poll_fill(cx))?;
@@ -434,7 +449,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SecretStreamIo<S> {
                 None => return Poll::Ready(Ok(())),
                 Some([]) => continue,
                 Some(_) => {
-                    let m = this.core.last_message();
+                    let m = this.core.recv_ref().last_message();
                     this.pending.deliver(m, buf);
                     return Poll::Ready(Ok(()));
                 }
@@ -458,7 +473,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecretStreamIo<S> {
             return Poll::Ready(Err(to_io(e.clone())));
         }
         this.poll_keep_alive(cx);
-        if this.core.outgoing().len() >= Self::HIGH_WATER {
+        if this.core.send_ref().outgoing().len() >= Self::HIGH_WATER {
             let p = this.poll_flush_out(cx);
             ready!(this.park_writer(cx, p))?;
         }
@@ -509,8 +524,6 @@ pub struct SecretReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> SecretReader<R> {
-    const READ_CHUNK: usize = 64 * 1024;
-
     /// A reader over the raw stream's read half.
     pub fn new(io: R, core: RecvHalf) -> Self {
         Self {
@@ -554,15 +567,8 @@ impl<R: AsyncRead + Unpin> SecretReader<R> {
                 // comes from poll_message above; anything else is an unexpected state
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
             }
-            let dst = self.core.input_buffer(Self::READ_CHUNK);
-            let mut rb = ReadBuf::new(dst);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
+            if ready!(poll_read_into(&mut self.io, &mut self.core, cx))? == 0 {
                 self.read_eof = true;
-                self.core.feed_eof();
-            } else {
-                self.core.input_filled(n);
             }
         }
     }

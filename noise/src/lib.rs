@@ -6,11 +6,13 @@
 //! The core is sans-IO and clock-free: bytes in, bytes out, randomness passed in.
 //! - [`Handshake`]: `Noise_IK_Ed25519_ChaChaPoly_BLAKE2b` (hyperdht connect, prologue
 //!   `NS_PEER_HANDSHAKE`) and `Noise_XX_Ed25519_ChaChaPoly_BLAKE2b` (standalone secret stream),
-//!   as initiator or responder, with payloads. [`Handshake::write_message`] makes the next
-//!   message, [`Handshake::read_message`] consumes the peer's. The DH is the Edwards-curve
-//!   operation of `noise-curve-ed` ([`dh`]), and remote keys libsodium refuses are refused.
+//!   as initiator or responder, with payloads, on the `snow` state machine.
+//!   [`Handshake::write_message`] makes the next message, [`Handshake::read_message`]
+//!   consumes the peer's. The DH is the Edwards-curve operation of `noise-curve-ed` ([`dh`]),
+//!   and remote keys libsodium refuses are refused.
 //! - [`SecretStream`]: uint24-LE framing, the stream-id header, libsodium secretstream
-//!   push/pull and the unordered datagrams ([`Datagrams`]); started from a finished IK
+//!   push/pull ([`sodium_secretstream`]) and the unordered datagrams ([`Datagrams`]), as a
+//!   [`SendHalf`] and a [`RecvHalf`]; started from a finished IK
 //!   handshake ([`SecretStream::from_handshake`], as hyperdht does) or running its own XX
 //!   ([`SecretStream::new_xx`]). Feed received bytes, poll plaintext messages, write
 //!   plaintext, drain outgoing bytes. Keepalive timing is [`KeepAlive`], driven by your `now`.
@@ -19,12 +21,24 @@
 //!
 //! Remote input never panics; every failure is an error enum naming its cause.
 
+// No panicking shortcuts anywhere in the crate outside tests; the few opt-outs are explicit
+// `#[allow]`s with the reason beside them.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod chacha;
 pub mod crypto;
 pub mod handshake;
 mod poly1305;
 pub mod secret_stream;
-pub mod secretstream;
+pub mod sodium_secretstream;
 
 #[cfg(feature = "tokio")]
 pub mod io;
@@ -33,7 +47,7 @@ pub mod io;
 pub mod fuzzing;
 
 pub use crypto::{DhError, KeyPair, NS_INITIATOR, NS_RESPONDER, NS_SEND, dh};
-pub use handshake::{Handshake, HandshakeError, HandshakeResult, Pattern};
+pub use handshake::{Handshake, HandshakeError, HandshakeResult, Pattern, Role};
 pub use secret_stream::{
     Config, DatagramError, Datagrams, KeepAlive, MAX_FRAME_LEN, MAX_MESSAGE_LEN, Randomness,
     RecvHalf, SecretStream, SendHalf, StreamError, stream_id,

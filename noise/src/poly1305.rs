@@ -1,283 +1,150 @@
-//! Poly1305 one-time authenticator (RFC 8439), 64-bit "donna" arithmetic in safe Rust, with
-//! byte-stream buffering like libsodium's `crypto_onetimeauth_poly1305_update`.
-//!
-//! Why not the `poly1305` crate: its runtime-selected AVX2 backend costs about 2.5 µs to set up
-//! and finish per message on our CI machine, which dominated secret-stream messages up to
-//! 16 KiB; this implementation costs ~0.1 µs per message. Checked against the crate in tests and
-//! against libsodium through the secretstream vectors.
-//!
-//! On x86-64 CPUs with AVX-512 IFMA, runs of at least `SIMD_MIN` bytes of whole blocks within
-//! one `update` go to the eight-lane code in `ifma` (about 16 GB/s on bulk input on a
-//! Sapphire-Rapids-class Xeon, the scalar code about 2 GB/s); its powers of r are computed on its
-//! first use per instance (about 40 ns) and kept.
+//! Poly1305 one-time authenticator (RFC 8439) with byte-stream buffering like libsodium's
+//! `crypto_onetimeauth_poly1305_update`, dispatching once per key:
+//! - the portable path, the RustCrypto `poly1305` crate (audited), on every CPU without
+//!   AVX-512 IFMA and always with feature `portable`;
+//! - the fast path on x86-64 CPUs with AVX-512F and AVX-512 IFMA: the eight-lane kernel in
+//!   `ifma` for runs of whole blocks, hosted by the radix-2^44 state in `fast` (which says why
+//!   its short runs and final reduction are not the crate). Both are checked against the crate
+//!   (tests, `noise_simd` fuzz target).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+use poly1305::universal_hash::{KeyInit, UniversalHash};
 
-use zeroize::Zeroize;
-
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+mod fast;
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 mod ifma;
 
-const M44: u64 = 0xfff_ffff_ffff;
-const M42: u64 = 0x3ff_ffff_ffff;
-
-fn le64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.iter_mut().zip(b).for_each(|(d, s)| *d = *s);
-    u64::from_le_bytes(a)
-}
-
-/// Streaming Poly1305 state.
-#[derive(Clone)]
-pub(crate) struct Poly1305 {
-    r: [u64; 3],
-    s: [u64; 2],
-    h: [u64; 3],
-    pad: [u64; 2],
-    buf: [u8; 16],
-    buf_len: usize,
-    /// r^1..r^8 and r^16 for the IFMA path, computed when that path is first taken.
+/// Streaming Poly1305: `new`, any number of `update`s, `finalize`.
+pub(crate) enum Poly1305 {
+    /// The `poly1305` crate.
+    Portable(Portable),
+    /// AVX-512 IFMA (see module `fast`).
     #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-    powers: Option<ifma::Powers>,
+    Fast(fast::Fast),
 }
-
-impl Drop for Poly1305 {
-    fn drop(&mut self) {
-        self.r.zeroize();
-        self.s.zeroize();
-        self.pad.zeroize();
-        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-        if let Some(p) = &mut self.powers {
-            p.zeroize();
-        }
-    }
-}
-
-/// Runs of whole blocks at least this many bytes go to the IFMA code where the CPU has it;
-/// below ~200 bytes its fixed cost (the powers of r, the lane sums) loses to the scalar loop
-/// (see the `throughput` test).
-const SIMD_MIN: usize = 224;
 
 impl Poly1305 {
+    /// A MAC for the one-time `key`, on the fast path where the CPU has it.
     pub(crate) fn new(key: &[u8; 32]) -> Self {
-        let (rk, pk) = key.split_at(16);
-        let (r0b, r1b) = rk.split_at(8);
-        let t0 = le64(r0b);
-        let t1 = le64(r1b);
-        let r0 = t0 & 0xffc_0fff_ffff;
-        let r1 = ((t0 >> 44) | (t1 << 20)) & 0xfff_ffc0_ffff;
-        let r2 = (t1 >> 24) & 0x00f_ffff_fc0f;
-        let (p0, p1) = pk.split_at(8);
-        Self {
-            r: [r0, r1, r2],
-            s: [r1 * (5 << 2), r2 * (5 << 2)],
-            h: [0; 3],
-            pad: [le64(p0), le64(p1)],
-            buf: [0; 16],
-            buf_len: 0,
-            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-            powers: None,
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+        if fast::available() {
+            return Self::Fast(fast::Fast::new(key));
         }
-    }
-
-    fn blocks(&mut self, data: &[u8], hibit: u64) {
-        let [r0, r1, r2] = self.r;
-        let [s1, s2] = self.s;
-        let [mut h0, mut h1, mut h2] = self.h;
-        for m in data.chunks_exact(16) {
-            let (a, b) = m.split_at(8);
-            let t0 = le64(a);
-            let t1 = le64(b);
-            h0 += t0 & M44;
-            h1 += ((t0 >> 44) | (t1 << 20)) & M44;
-            h2 += ((t1 >> 24) & M42) | hibit;
-            let d0 = u128::from(h0) * u128::from(r0)
-                + u128::from(h1) * u128::from(s2)
-                + u128::from(h2) * u128::from(s1);
-            let mut d1 = u128::from(h0) * u128::from(r1)
-                + u128::from(h1) * u128::from(r0)
-                + u128::from(h2) * u128::from(s2);
-            let mut d2 = u128::from(h0) * u128::from(r2)
-                + u128::from(h1) * u128::from(r1)
-                + u128::from(h2) * u128::from(r0);
-            let mut c = (d0 >> 44) as u64;
-            h0 = (d0 as u64) & M44;
-            d1 += u128::from(c);
-            c = (d1 >> 44) as u64;
-            h1 = (d1 as u64) & M44;
-            d2 += u128::from(c);
-            c = (d2 >> 42) as u64;
-            h2 = (d2 as u64) & M42;
-            h0 += c * 5;
-            c = h0 >> 44;
-            h0 &= M44;
-            h1 += c;
-        }
-        self.h = [h0, h1, h2];
-    }
-
-    /// Absorbs whole blocks (`data.len()` a multiple of 16) with the IFMA code where the CPU
-    /// has it and the run is at least `simd_min` bytes; returns what is left for [`Self::blocks`].
-    /// `h` goes in and comes back in the scalar form (limbs below 2^44, 2^44 + 2^7, 2^42, not
-    /// fully reduced), which is within what `ifma::blocks` takes.
-    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-    fn blocks_simd<'a>(&mut self, data: &'a [u8], simd_min: usize) -> &'a [u8] {
-        if data.len() < simd_min || data.len() < 16 {
-            return data;
-        }
-        match ifma::blocks(self.h, self.r, &mut self.powers, data) {
-            Some(h) => {
-                self.h = h;
-                &[]
-            }
-            None => data,
-        }
+        Self::Portable(Portable::new(key))
     }
 
     /// Absorbs bytes (any length; partial blocks are buffered).
     pub(crate) fn update(&mut self, data: &[u8]) {
-        self.update_with(data, SIMD_MIN);
-    }
-
-    /// [`Self::update`], sending runs of at least `simd_min` whole-block bytes to the IFMA
-    /// code (`usize::MAX`: never).
-    pub(crate) fn update_with(&mut self, mut data: &[u8], simd_min: usize) {
-        if self.buf_len > 0 {
-            let take = (16 - self.buf_len).min(data.len());
-            let (head, rest) = data.split_at(take);
-            self.buf
-                .iter_mut()
-                .skip(self.buf_len)
-                .zip(head)
-                .for_each(|(d, s)| *d = *s);
-            self.buf_len += take;
-            data = rest;
-            if self.buf_len < 16 {
-                return;
-            }
-            let block = self.buf;
-            self.blocks(&block, 1 << 40);
-            self.buf_len = 0;
+        match self {
+            Self::Portable(p) => p.update(data),
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Self::Fast(f) => f.update(data),
         }
-        let full = data.len() - data.len() % 16;
-        let (blocks, tail) = data.split_at(full);
-        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-        let blocks = self.blocks_simd(blocks, simd_min);
-        #[cfg(not(all(target_arch = "x86_64", not(feature = "portable"))))]
-        let _ = simd_min;
-        self.blocks(blocks, 1 << 40);
-        self.buf.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
-        self.buf_len = tail.len();
     }
 
     /// The 16-byte tag.
-    #[inline]
-    pub(crate) fn finalize(mut self) -> [u8; 16] {
-        if self.buf_len > 0 {
-            let mut block = [0u8; 16];
-            block
-                .iter_mut()
-                .zip(self.buf.iter().take(self.buf_len))
-                .for_each(|(d, s)| *d = *s);
-            if let Some(b) = block.get_mut(self.buf_len) {
-                *b = 1;
-            }
-            self.blocks(&block, 0);
+    pub(crate) fn finalize(self) -> [u8; 16] {
+        match self {
+            Self::Portable(p) => p.finalize(),
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Self::Fast(f) => f.finalize(),
         }
-        let [mut h0, mut h1, mut h2] = self.h;
-        let mut c = h1 >> 44;
-        h1 &= M44;
-        h2 += c;
-        c = h2 >> 42;
-        h2 &= M42;
-        h0 += c * 5;
-        c = h0 >> 44;
-        h0 &= M44;
-        h1 += c;
-        c = h1 >> 44;
-        h1 &= M44;
-        h2 += c;
-        c = h2 >> 42;
-        h2 &= M42;
-        h0 += c * 5;
-        c = h0 >> 44;
-        h0 &= M44;
-        h1 += c;
-
-        // h + -p
-        let mut g0 = h0 + 5;
-        c = g0 >> 44;
-        g0 &= M44;
-        let mut g1 = h1 + c;
-        c = g1 >> 44;
-        g1 &= M44;
-        let mut g2 = h2.wrapping_add(c).wrapping_sub(1 << 42);
-
-        // select h if h < p, else h - p
-        c = (g2 >> 63).wrapping_sub(1);
-        g0 &= c;
-        g1 &= c;
-        g2 &= c;
-        c = !c;
-        h0 = (h0 & c) | g0;
-        h1 = (h1 & c) | g1;
-        h2 = (h2 & c) | g2;
-
-        // h + pad
-        let [t0, t1] = self.pad;
-        h0 += t0 & M44;
-        c = h0 >> 44;
-        h0 &= M44;
-        h1 += (((t0 >> 44) | (t1 << 20)) & M44) + c;
-        c = h1 >> 44;
-        h1 &= M44;
-        h2 += ((t1 >> 24) & M42) + c;
-        h2 &= M42;
-
-        let lo = h0 | (h1 << 44);
-        let hi = (h1 >> 20) | (h2 << 24);
-        let mut out = [0u8; 16];
-        let (a, b) = out.split_at_mut(8);
-        a.copy_from_slice(&lo.to_le_bytes());
-        b.copy_from_slice(&hi.to_le_bytes());
-        out
     }
+}
+
+/// The `poly1305` crate behind a byte-stream `update`: the crate takes whole blocks until the
+/// last call, so a partial block is held here until more bytes or `finalize` arrive. The
+/// crate wipes its key state on drop (feature `zeroize`); the buffer holds message bytes
+/// (secretstream authenticates ciphertext), nothing secret.
+pub(crate) struct Portable {
+    mac: poly1305::Poly1305,
+    buf: [u8; 16],
+    buf_len: usize,
+}
+
+impl Portable {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
+        Self {
+            mac: poly1305::Poly1305::new(key.into()),
+            buf: [0; 16],
+            buf_len: 0,
+        }
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        // whole blocks only reach the crate, so `update_padded` adds no padding
+        buffered(&mut self.buf, &mut self.buf_len, data, |blocks| {
+            self.mac.update_padded(blocks);
+        });
+    }
+
+    pub(crate) fn finalize(self) -> [u8; 16] {
+        let tail = self.buf.get(..self.buf_len).unwrap_or(&[]);
+        self.mac.compute_unpadded(tail).into()
+    }
+}
+
+/// libsodium's byte-stream `update` over a block function, shared by both paths: tops up the
+/// buffered partial block `buf[..*buf_len]` first, hands whole 16-byte blocks to `blocks` (a
+/// completed buffered block, then the longest whole-block run of `data`), and keeps the tail.
+fn buffered(
+    buf: &mut [u8; 16],
+    buf_len: &mut usize,
+    mut data: &[u8],
+    mut blocks: impl FnMut(&[u8]),
+) {
+    if *buf_len > 0 {
+        let take = (16 - *buf_len).min(data.len());
+        let (head, rest) = data.split_at(take);
+        buf.iter_mut()
+            .skip(*buf_len)
+            .zip(head)
+            .for_each(|(d, s)| *d = *s);
+        *buf_len += take;
+        data = rest;
+        if *buf_len < 16 {
+            return;
+        }
+        blocks(buf);
+        *buf_len = 0;
+    }
+    let (whole, tail) = data.split_at(data.len() - data.len() % 16);
+    if !whole.is_empty() {
+        blocks(whole);
+    }
+    buf.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
+    *buf_len = tail.len();
+}
+
+/// The fast path's MAC of `parts` fed in turn, with runs of at least `simd_min` whole-block
+/// bytes on the IFMA kernel (`0`: every run), or `None` where the fast path is not available.
+/// For the differential checks (`crate::fuzzing::simd`, tests).
+#[allow(clippy::unnecessary_wraps)] // `None` only on builds without the fast path
+pub(crate) fn fast_mac(key: &[u8; 32], parts: &[&[u8]], simd_min: usize) -> Option<[u8; 16]> {
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+    if fast::available() {
+        let mut f = fast::Fast::new(key);
+        for p in parts {
+            f.update_with(p, simd_min);
+        }
+        return Some(f.finalize());
+    }
+    let _ = (key, parts, simd_min);
+    None
+}
+
+/// Whether [`Poly1305::new`] takes the fast path on this CPU and build.
+pub(crate) fn fast_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+    if fast::available() {
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Poly1305;
-    use poly1305::universal_hash::KeyInit;
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            // splitmix64
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn bytes<const N: usize>(&mut self) -> [u8; N] {
-            std::array::from_fn(|_| self.next() as u8)
-        }
-        fn vec(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-    }
+    use super::*;
 
     fn reference(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
         poly1305::Poly1305::new(key.into())
@@ -285,269 +152,66 @@ mod tests {
             .into()
     }
 
-    fn ours(key: &[u8; 32], parts: &[&[u8]], simd_min: usize) -> [u8; 16] {
-        let mut p = Poly1305::new(key);
-        for part in parts {
-            p.update_with(part, simd_min);
-        }
-        p.finalize()
-    }
-
-    /// The crate, our scalar path, our default dispatch and the IFMA path taken for every run
-    /// of whole blocks all agree.
-    fn check(key: &[u8; 32], msg: &[u8], cuts: &[usize]) {
-        let want = reference(key, msg);
-        let mut parts = Vec::new();
-        let mut at = 0;
-        for &c in cuts {
-            let c = c.clamp(at, msg.len());
-            parts.push(&msg[at..c]);
-            at = c;
-        }
-        parts.push(&msg[at..]);
-        let len = msg.len();
-        assert_eq!(
-            ours(key, &parts, usize::MAX),
-            want,
-            "scalar, len {len} cuts {cuts:?}"
-        );
-        assert_eq!(
-            ours(key, &parts, super::SIMD_MIN),
-            want,
-            "default, len {len} cuts {cuts:?}"
-        );
-        assert_eq!(ours(key, &parts, 0), want, "simd, len {len} cuts {cuts:?}");
-    }
-
-    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-    fn ifma_or_note() -> bool {
-        let ok = super::ifma::available();
-        if !ok {
-            println!("note: this CPU lacks AVX-512 IFMA; the SIMD path is not exercised");
-        }
-        ok
+    fn pieces(msg: &[u8], split: usize) -> [&[u8]; 3] {
+        let a = split.min(msg.len());
+        let b = (a + split / 3 + 1).min(msg.len());
+        [&msg[..a], &msg[a..b], &msg[b..]]
     }
 
     #[test]
-    fn rfc8439_vector() {
+    fn rfc8439_vector_on_both_paths() {
         let key: [u8; 32] =
             hex::decode("85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b")
                 .unwrap()
                 .try_into()
                 .unwrap();
+        let msg = b"Cryptographic Forum Research Group";
+        let want = "a8061dc1305136c6c22b8baf0c0127a9";
         let mut p = Poly1305::new(&key);
-        p.update(b"Cryptographic Forum Research Group");
-        assert_eq!(
-            hex::encode(p.finalize()),
-            "a8061dc1305136c6c22b8baf0c0127a9"
-        );
+        p.update(msg);
+        assert_eq!(hex::encode(p.finalize()), want);
+        let mut p = Portable::new(&key);
+        p.update(msg);
+        assert_eq!(hex::encode(p.finalize()), want);
+        if let Some(tag) = fast_mac(&key, &[msg], 0) {
+            assert_eq!(hex::encode(tag), want);
+        } else {
+            crate::fuzzing::simd_absent(crate::fuzzing::FastPath::Poly1305);
+        }
     }
 
+    /// The buffering wrapper and the dispatched MAC equal the crate in one shot, for every
+    /// length to 600 and cuts that leave partial blocks behind.
     #[test]
-    fn matches_the_poly1305_crate_for_many_lengths_and_splits() {
-        let mut x = 0x12345678u32;
+    fn streaming_matches_the_crate_for_every_length_and_cut() {
+        let mut x = 0x1234_5678u32;
         let mut next = || {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
             x as u8
         };
-        for len in 0..300usize {
+        for len in 0..600usize {
             let key: [u8; 32] = std::array::from_fn(|_| next());
             let msg: Vec<u8> = (0..len).map(|_| next()).collect();
-            let want = poly1305::Poly1305::new(&key.into()).compute_unpadded(&msg);
-            let split = len / 3;
-            let mut p = Poly1305::new(&key);
-            p.update(&msg[..split]);
-            p.update(&msg[split..]);
-            assert_eq!(p.finalize(), <[u8; 16]>::from(want), "len {len}");
-        }
-        // all-ones key and message: the carries at their limits
-        let key = [0xffu8; 32];
-        let msg = [0xffu8; 64];
-        let want = poly1305::Poly1305::new(&key.into()).compute_unpadded(&msg);
-        let mut p = Poly1305::new(&key);
-        p.update(&msg);
-        assert_eq!(p.finalize(), <[u8; 16]>::from(want));
-    }
-
-    #[test]
-    fn every_length_to_2100_one_call_and_split() {
-        let mut rng = Rng(1);
-        for len in 0..=2100usize {
-            let key = rng.bytes::<32>();
-            let msg = rng.vec(len);
-            check(&key, &msg, &[]);
-            // a partial block buffered before a long run, and a random split
-            let c = rng.below(len + 1);
-            check(
-                &key,
-                &msg,
-                &[len.min(1 + rng.below(15)), c.max(len.min(16))],
-            );
-        }
-    }
-
-    #[test]
-    fn random_lengths_and_splits_to_70000() {
-        let mut rng = Rng(2);
-        for _ in 0..300 {
-            let len = rng.below(70_001);
-            let key = rng.bytes::<32>();
-            let msg = rng.vec(len);
-            let mut cuts: Vec<usize> = (0..rng.below(7)).map(|_| rng.below(len + 1)).collect();
-            cuts.sort_unstable();
-            check(&key, &msg, &cuts);
-            // small odd pieces first, then the rest in one run
-            let a = rng.below(16);
-            let b = a + rng.below(40);
-            check(&key, &msg, &[a, b]);
-        }
-    }
-
-    #[test]
-    fn carry_limits() {
-        // all-0xff key (r at its largest clamped value, pad all ones) and message
-        let key = [0xffu8; 32];
-        // r clamped to the max, pad zero / random
-        let mut key0 = [0u8; 32];
-        key0[..16].fill(0xff);
-        let mut rng = Rng(3);
-        let mut keyr = rng.bytes::<32>();
-        keyr[..16].fill(0xff);
-        let msg = vec![0xffu8; 70_000];
-        for k in [&key, &key0, &keyr] {
-            for len in [
-                0, 15, 16, 17, 127, 128, 129, 255, 256, 1000, 1024, 4096, 65_536, 70_000,
-            ] {
-                let m = &msg[..len];
-                check(k, m, &[]);
-                check(k, m, &[1]);
-                check(k, m, &[15, 16 * 7 + 15]);
-                check(k, m, &[len / 2]);
-            }
-        }
-        let big = vec![0xffu8; 1 << 20];
-        check(&key, &big, &[]);
-        check(&key0, &big, &[3]);
-    }
-
-    /// Calls the IFMA code itself, with h at the top of its contract, against the scalar
-    /// blocks for every block count from 1 to 80.
-    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-    #[test]
-    fn ifma_blocks_directly() {
-        use super::{M42, M44};
-        if !ifma_or_note() {
-            return;
-        }
-        let mut rng = Rng(4);
-        for round in 0..400 {
-            let mut key = rng.bytes::<32>();
-            if round % 4 == 0 {
-                key[..16].fill(0xff);
-            }
-            let n = 1 + round % 80;
-            let msg = if round % 3 == 0 {
-                vec![0xff; n * 16]
-            } else {
-                rng.vec(n * 16)
-            };
-            let h = match round % 5 {
-                0 => [0; 3],
-                1 => [M44, M44 + (1 << 8), M42],
-                2 => [(1 << 45) - 1, (1 << 45) - 1, (1 << 43) - 1],
-                _ => [
-                    rng.next() % (1 << 45),
-                    rng.next() % (1 << 45),
-                    rng.next() % (1 << 43),
-                ],
-            };
-            let mut a = Poly1305::new(&key);
-            a.h = h;
-            a.blocks(&msg, 1 << 40);
-            let mut b = Poly1305::new(&key);
-            b.h = h;
-            // computes the powers as update would
-            assert!(
-                b.blocks_simd(&msg, 0).is_empty(),
-                "the IFMA path must take the run"
-            );
-            let got = b.h;
-            assert!(
-                got[0] <= M44 && got[1] < (1 << 44) + (1 << 7) && got[2] <= M42,
-                "{got:?}"
-            );
-            assert!(b.powers.is_some());
-            let mut fresh = None;
-            assert_eq!(super::ifma::blocks(h, b.r, &mut fresh, &msg), Some(got));
-            assert_eq!(super::ifma::blocks(h, b.r, &mut fresh, &msg), Some(got));
-            assert_eq!(
-                a.finalize(),
-                b.finalize(),
-                "round {round} blocks {n} h {h:?}"
-            );
-        }
-    }
-
-    /// `cargo test --release -p noise --lib poly1305 -- --ignored --nocapture`: one-shot MACs
-    /// (new, update, finalize), best of three runs. "independent": the same key every time, so
-    /// consecutive MACs may overlap in the CPU; "chained": each tag is folded into the next
-    /// key, as secret-stream folds each tag into the next nonce, so latency counts.
-    #[test]
-    #[ignore = "benchmark"]
-    #[allow(clippy::disallowed_methods)] // Instant::now: a benchmark needs the clock
-    fn throughput() {
-        use std::hint::black_box;
-        use std::time::Instant;
-        type Mac<'a> = &'a dyn Fn(&[u8; 32], &[u8]) -> [u8; 16];
-        let mut rng = Rng(5);
-        let key0 = rng.bytes::<32>();
-        let msg = rng.vec(1 << 20);
-        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-        let _ = ifma_or_note();
-        let time = |len: usize, chained: bool, f: Mac<'_>| {
-            let iters = ((64usize << 20) / (len + 64)).clamp(16, 500_000);
-            let m = &msg[..len];
-            let mut best = f64::MAX;
-            for _ in 0..3 {
-                let mut key = key0;
-                let t = Instant::now();
-                for _ in 0..iters {
-                    let tag = f(black_box(&key), black_box(m));
-                    if chained {
-                        key.iter_mut().zip(tag).for_each(|(k, t)| *k ^= t);
-                    } else {
-                        black_box(tag);
-                    }
+            let want = reference(&key, &msg);
+            for split in [0, 1, 15, 17, len / 2, len] {
+                let mut p = Portable::new(&key);
+                let mut d = Poly1305::new(&key);
+                for part in pieces(&msg, split) {
+                    p.update(part);
+                    d.update(part);
                 }
-                black_box(key);
-                best = best.min(t.elapsed().as_secs_f64() / iters as f64);
+                assert_eq!(p.finalize(), want, "portable len {len} split {split}");
+                assert_eq!(d.finalize(), want, "dispatch len {len} split {split}");
             }
-            best
-        };
-        let scalar = |k: &[u8; 32], m: &[u8]| ours(k, &[m], usize::MAX);
-        let default = |k: &[u8; 32], m: &[u8]| ours(k, &[m], super::SIMD_MIN);
-        let forced = |k: &[u8; 32], m: &[u8]| ours(k, &[m], 0);
-        let krate = |k: &[u8; 32], m: &[u8]| reference(k, m);
-        let macs: [Mac<'_>; 4] = [&scalar, &default, &forced, &krate];
-        for chained in [false, true] {
-            println!(
-                "{:>12} {:>8} | {:>18} | {:>18} | {:>18} | {:>18}",
-                if chained { "chained" } else { "independent" },
-                "bytes",
-                "scalar",
-                "ifma (default)",
-                "ifma (forced)",
-                "poly1305 crate"
-            );
-            for len in [64, 128, 192, 224, 256, 512, 1024, 4096, 16_384, 1 << 20] {
-                let cells = macs.map(|f| {
-                    let t = time(len, chained, f);
-                    format!("{:6.2} GB/s {:7.1} ns", len as f64 / t / 1e9, t * 1e9)
-                });
-                println!("{:>12} {len:>8} | {}", "", cells.join(" | "));
-            }
+        }
+    }
+
+    #[test]
+    fn fast_path_present_when_required() {
+        if !fast_available() {
+            crate::fuzzing::simd_absent(crate::fuzzing::FastPath::Poly1305);
         }
     }
 }

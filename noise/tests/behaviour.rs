@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use noise::{
     Config, Handshake, HandshakeError, KeepAlive, KeyPair, MAX_MESSAGE_LEN, Pattern, Randomness,
-    SecretStream, StreamError,
+    Role, SecretStream, StreamError,
 };
 
 fn rand(b: u8) -> Randomness {
@@ -19,26 +19,78 @@ fn rand(b: u8) -> Randomness {
 }
 
 fn xx_pair(config: Config) -> (SecretStream, SecretStream) {
-    let mut a = SecretStream::new_xx(true, KeyPair::from_seed([1; 32]), rand(1), config.clone());
-    let mut b = SecretStream::new_xx(false, KeyPair::from_seed([2; 32]), rand(2), config);
-    for _ in 0..3 {
-        b.feed(&a.take_outgoing());
-        assert!(b.poll_message().unwrap().is_none());
-        a.feed(&b.take_outgoing());
-        assert!(a.poll_message().unwrap().is_none());
+    noise::fuzzing::established_pair(config)
+}
+
+#[test]
+fn frames_before_the_peer_authenticated_are_capped_before_they_are_buffered() {
+    // during the handshake: a Noise message is at most 65535 bytes
+    let mut r = SecretStream::new_xx(
+        false,
+        KeyPair::from_seed([2; 32]),
+        rand(2),
+        Config::default(),
+    );
+    r.recv().feed(&[0x00, 0x00, 0x01]);
+    assert_eq!(
+        r.poll_message().unwrap_err(),
+        StreamError::FrameTooLarge {
+            len: 0x01_0000,
+            max: 65535
+        }
+    );
+    assert!(r.recv_ref().buffer_capacity() < 1024);
+    // waiting for the peer's header: exactly 56 bytes, refused from the prefix alone
+    let res = |init: bool| noise::HandshakeResult {
+        is_initiator: init,
+        tx: [2; 32],
+        rx: [3; 32],
+        hash: [1; 64],
+        local_public_key: [4; 32],
+        remote_public_key: [5; 32],
+    };
+    let mut s = SecretStream::from_handshake(&res(true), rand(3), Config::default());
+    s.recv().feed(&[0xff, 0xff, 0xff, 1, 2, 3]);
+    assert_eq!(
+        s.poll_message().unwrap_err(),
+        StreamError::InvalidHeaderLength { len: 0xff_ffff }
+    );
+    assert!(s.recv_ref().buffer_capacity() < 1024);
+}
+
+#[test]
+fn a_large_frame_does_not_pin_its_buffer_after_it_was_read() {
+    let (mut a, mut b) = xx_pair(Config::default());
+    let big = vec![7u8; 4 << 20];
+    a.write(&big).unwrap();
+    let wire = a.send().take_outgoing();
+    // as a socket reader does: 64 KiB reads into the input buffer
+    for chunk in wire.chunks(64 * 1024) {
+        let dst = b.recv().input_buffer(chunk.len());
+        dst.copy_from_slice(chunk);
+        b.recv().input_filled(chunk.len());
     }
-    assert!(a.is_established() && b.is_established());
-    (a, b)
+    assert!(b.recv_ref().buffer_capacity() >= 4 << 20);
+    assert_eq!(b.poll_message().unwrap().map(<[u8]>::len), Some(big.len()));
+    assert_eq!(b.poll_message().unwrap(), None);
+    // the next read finds everything consumed and lets the 4 MiB go
+    a.write(b"small").unwrap();
+    let wire = a.send().take_outgoing();
+    let dst = b.recv().input_buffer(64 * 1024);
+    dst[..wire.len()].copy_from_slice(&wire);
+    b.recv().input_filled(wire.len());
+    assert!(b.recv_ref().buffer_capacity() <= 64 * 1024);
+    assert_eq!(b.poll_message().unwrap(), Some(&b"small"[..]));
 }
 
 #[test]
 fn eof_inside_a_frame_is_a_truncated_frame_error() {
     let (mut a, mut b) = xx_pair(Config::default());
     a.write(b"hello world").unwrap();
-    let wire = a.take_outgoing();
-    b.feed(&wire[..wire.len() - 1]);
+    let wire = a.send().take_outgoing();
+    b.recv().feed(&wire[..wire.len() - 1]);
     assert_eq!(b.poll_message().unwrap(), None);
-    b.feed_eof();
+    b.recv().feed_eof();
     assert_eq!(
         b.poll_message().unwrap_err(),
         StreamError::TruncatedFrame {
@@ -52,11 +104,11 @@ fn eof_inside_a_frame_is_a_truncated_frame_error() {
 fn eof_between_frames_is_a_clean_end() {
     let (mut a, mut b) = xx_pair(Config::default());
     a.write(b"last").unwrap();
-    b.feed(&a.take_outgoing());
-    b.feed_eof();
+    b.recv().feed(&a.send().take_outgoing());
+    b.recv().feed_eof();
     assert_eq!(b.poll_message().unwrap(), Some(&b"last"[..]));
     assert_eq!(b.poll_message().unwrap(), None);
-    assert!(b.is_finished());
+    assert!(b.recv_ref().is_finished());
 }
 
 #[test]
@@ -67,7 +119,7 @@ fn eof_during_the_handshake_is_an_error() {
         rand(2),
         Config::default(),
     );
-    b.feed_eof();
+    b.recv().feed_eof();
     assert_eq!(
         b.poll_message().unwrap_err(),
         StreamError::EndedBeforeEstablished
@@ -81,7 +133,7 @@ fn a_length_prefix_above_the_cap_fails_before_the_body_arrives() {
         ..Config::default()
     };
     let (_, mut b) = xx_pair(config);
-    b.feed(&[0xe9, 0x03, 0x00]); // 1001
+    b.recv().feed(&[0xe9, 0x03, 0x00]); // 1001
     assert_eq!(
         b.poll_message().unwrap_err(),
         StreamError::FrameTooLarge {
@@ -102,17 +154,17 @@ fn writes_above_one_atomic_frame_are_refused_and_the_limit_itself_works() {
         }
     );
     a.write(&vec![7; MAX_MESSAGE_LEN]).unwrap();
-    let wire = a.take_outgoing();
+    let wire = a.send().take_outgoing();
     assert_eq!(&wire[..3], &[0xff, 0xff, 0xff]);
-    b.feed(&wire);
+    b.recv().feed(&wire);
     assert_eq!(b.poll_message().unwrap().unwrap().len(), MAX_MESSAGE_LEN);
 }
 
 #[test]
 fn short_data_frame_is_invalid_message() {
     let (_, mut b) = xx_pair(Config::default());
-    b.feed(&[16, 0, 0]);
-    b.feed(&[0; 16]);
+    b.recv().feed(&[16, 0, 0]);
+    b.recv().feed(&[0; 16]);
     assert_eq!(
         b.poll_message().unwrap_err(),
         StreamError::MessageTooShort { len: 16 }
@@ -129,8 +181,8 @@ fn zero_byte_messages_surface_unless_filtered() {
     let (mut a, mut b) = xx_pair(Config::default());
     a.send_keep_alive().unwrap();
     a.write(b"data").unwrap();
-    let wire = a.take_outgoing();
-    b.feed(&wire);
+    let wire = a.send().take_outgoing();
+    b.recv().feed(&wire);
     assert_eq!(b.poll_message().unwrap(), Some(&b""[..]));
     assert_eq!(b.poll_message().unwrap(), Some(&b"data"[..]));
 
@@ -140,9 +192,9 @@ fn zero_byte_messages_surface_unless_filtered() {
     });
     a.send_keep_alive().unwrap();
     a.write(b"data").unwrap();
-    b.feed(&a.take_outgoing());
+    b.recv().feed(&a.send().take_outgoing());
     assert_eq!(b.poll_message().unwrap(), Some(&b"data"[..]));
-    assert_eq!(b.data_frames_read(), 2);
+    assert_eq!(b.recv_ref().data_frames_read(), 2);
 }
 
 #[test]
@@ -160,7 +212,7 @@ fn writes_before_the_keys_exist_are_refused() {
 fn handshake_steps_out_of_turn_are_errors_not_panics() {
     let mut r = Handshake::new(
         Pattern::XX,
-        false,
+        Role::Responder,
         KeyPair::from_seed([2; 32]),
         KeyPair::from_seed([4; 32]),
         b"",
@@ -176,7 +228,7 @@ fn handshake_steps_out_of_turn_are_errors_not_panics() {
     assert_eq!(
         Handshake::new(
             Pattern::IK,
-            true,
+            Role::Initiator,
             KeyPair::from_seed([1; 32]),
             KeyPair::from_seed([3; 32]),
             b"",
@@ -238,9 +290,9 @@ fn datagrams_from_the_wrong_stream_or_tampered_are_dropped() {
         Config::default(),
     );
     for _ in 0..3 {
-        d.feed(&c.take_outgoing());
+        d.recv().feed(&c.send().take_outgoing());
         let _ = d.poll_message().unwrap();
-        c.feed(&d.take_outgoing());
+        c.recv().feed(&d.send().take_outgoing());
         let _ = c.poll_message().unwrap();
     }
     let foreign = c.datagrams().unwrap().seal(b"dgram").unwrap();
@@ -260,16 +312,16 @@ fn owned_buffers_move_frames_without_losing_or_reordering_bytes() {
     let mut got = Vec::new();
     for (k, m) in msgs.iter().enumerate() {
         a.write(m).unwrap();
-        let wire = a.swap_outgoing(spare);
-        assert!(a.outgoing().is_empty());
+        let wire = a.send().swap_outgoing(spare);
+        assert!(a.send_ref().outgoing().is_empty());
         if k % 3 == 2 {
             // a partial frame pending in `b`: the rest arrives as an owned buffer and is copied
             let (head, tail) = wire.split_at(wire.len() / 2);
-            b.feed(head);
+            b.recv().feed(head);
             assert!(b.poll_message().unwrap().is_none());
-            spare = b.feed_vec(tail.to_vec());
+            spare = b.recv().feed_vec(tail.to_vec());
         } else {
-            spare = b.feed_vec(wire);
+            spare = b.recv().feed_vec(wire);
         }
         while let Some(m) = b.poll_message().unwrap() {
             got.push(m.to_vec());
@@ -278,12 +330,12 @@ fn owned_buffers_move_frames_without_losing_or_reordering_bytes() {
     assert_eq!(got, msgs);
     // the reused buffer's stale bytes never leak into what is sent next
     a.write(b"tail").unwrap();
-    let wire = a.swap_outgoing(vec![0xee; 100_000]);
+    let wire = a.send().swap_outgoing(vec![0xee; 100_000]);
     assert_eq!(wire.len(), 3 + 4 + 17);
-    b.feed_vec(wire);
+    b.recv().feed_vec(wire);
     assert_eq!(b.poll_message().unwrap(), Some(&b"tail"[..]));
     a.write(b"again").unwrap();
-    assert_eq!(a.outgoing().len(), 3 + 5 + 17);
+    assert_eq!(a.send_ref().outgoing().len(), 3 + 5 + 17);
 }
 
 #[test]
@@ -291,8 +343,8 @@ fn split_halves_run_full_duplex_on_four_threads() {
     use std::sync::mpsc::sync_channel;
     // XX pair, established; then each side splits into a send and a receive half
     let (a, b) = xx_pair(Config::default());
-    let (mut a_tx, mut a_rx) = a.into_split().unwrap();
-    let (mut b_tx, mut b_rx) = b.into_split().unwrap();
+    let (a_tx, a_rx) = a.into_split().unwrap();
+    let (b_tx, b_rx) = b.into_split().unwrap();
     assert!(a_rx.is_established() && b_rx.is_established());
     assert_eq!(a_rx.handshake_hash(), b_rx.handshake_hash());
 
@@ -303,6 +355,7 @@ fn split_halves_run_full_duplex_on_four_threads() {
     const COUNT: usize = 600;
     let (to_b, from_a) = sync_channel::<Vec<u8>>(4);
     let (to_a, from_b) = sync_channel::<Vec<u8>>(4);
+    // each thread hands its half back when done
     let sender = |mut tx: noise::SendHalf, ch: std::sync::mpsc::SyncSender<Vec<u8>>, side| {
         std::thread::spawn(move || {
             for k in 0..COUNT {
@@ -311,6 +364,7 @@ fn split_halves_run_full_duplex_on_four_threads() {
                     ch.send(tx.take_outgoing()).unwrap();
                 }
             }
+            tx
         })
     };
     let receiver = |mut rx: noise::RecvHalf, ch: std::sync::mpsc::Receiver<Vec<u8>>, side| {
@@ -323,19 +377,21 @@ fn split_halves_run_full_duplex_on_four_threads() {
                     k += 1;
                 }
             }
-            k
+            (k, rx)
         })
     };
-    let threads = [sender(a_tx.clone(), to_b, 1), sender(b_tx.clone(), to_a, 2)];
-    let ra = receiver(a_rx.clone(), from_b, 2);
-    let rb = receiver(b_rx.clone(), from_a, 1);
-    for t in threads {
-        t.join().unwrap();
-    }
-    assert_eq!(rb.join().unwrap(), COUNT);
-    assert_eq!(ra.join().unwrap(), COUNT);
+    let sa = sender(a_tx, to_b, 1);
+    let sb = sender(b_tx, to_a, 2);
+    let ra = receiver(a_rx, from_b, 2);
+    let rb = receiver(b_rx, from_a, 1);
+    let mut a_tx = sa.join().unwrap();
+    let mut b_tx = sb.join().unwrap();
+    let (got_b, mut b_rx) = rb.join().unwrap();
+    let (got_a, mut a_rx) = ra.join().unwrap();
+    assert_eq!(got_b, COUNT);
+    assert_eq!(got_a, COUNT);
 
-    // the originals (clones were moved) still work as a pair, and a tampered frame fails
+    // the halves still work as a pair after the threads, and a tampered frame fails
     // only the receive half it reaches
     a_tx.write(b"after").unwrap();
     b_rx.feed(&a_tx.take_outgoing());
@@ -360,16 +416,16 @@ fn split_needs_a_finished_handshake_and_keeps_queued_bytes() {
         rand(1),
         Config::default(),
     );
-    let first = a.outgoing().to_vec();
+    let first = a.send_ref().outgoing().to_vec();
     let a = a.into_split().unwrap_err();
-    assert_eq!(a.outgoing(), &first[..]);
+    assert_eq!(a.send_ref().outgoing(), &first[..]);
 
     // bytes queued before the split move to the send half
     let (mut x, mut y) = xx_pair(Config::default());
     x.write(b"queued").unwrap();
-    let queued = x.outgoing().to_vec();
+    let queued = x.send_ref().outgoing().to_vec();
     let (tx, _rx) = x.into_split().unwrap();
     assert_eq!(tx.outgoing(), &queued[..]);
-    y.feed(tx.outgoing());
+    y.recv().feed(tx.outgoing());
     assert_eq!(y.poll_message().unwrap(), Some(&b"queued"[..]));
 }

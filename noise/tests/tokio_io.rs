@@ -74,9 +74,9 @@ async fn keep_alive_sends_empty_messages_when_idle_and_reader_filters_them() {
         assert!(r.is_err(), "nothing but keepalives should arrive");
         // b idled too: its timer sent one empty message per 5 s interval
         assert!(
-            a.core().data_frames_read() >= 3,
+            a.core().recv_ref().data_frames_read() >= 3,
             "{}",
-            a.core().data_frames_read()
+            a.core().recv_ref().data_frames_read()
         );
         a.send_message(b"after idle").await.unwrap();
         a.shutdown().await.unwrap();

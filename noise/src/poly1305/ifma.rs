@@ -1,6 +1,6 @@
 //! AVX-512 IFMA multi-block Poly1305: eight interleaved block streams, one per 64-bit lane,
-//! in the same radix 2^44 (limbs of 44, 44 and 42 bits) as the scalar code in the parent
-//! module, multiplied with `vpmadd52luq` / `vpmadd52huq` (`d = lo + hi * 2^52`, and 2^52 is
+//! in the same radix 2^44 (limbs of 44, 44 and 42 bits) as the scalar host state in module
+//! `fast`, multiplied with `vpmadd52luq` / `vpmadd52huq` (`d = lo + hi * 2^52`, and 2^52 is
 //! 2^44 * 2^8, or 2^42 * 2^10 for the top limb, so `hi` carries into the next limb shifted by
 //! 8 or 10; 2^130 = 5 mod p wraps the top carry into limb 0 times 5).
 //!
@@ -32,7 +32,7 @@ use core::arch::x86_64::{
     _mm512_storeu_si512, _mm512_sub_epi64, _mm512_ternarylogic_epi64,
 };
 
-use super::{M42, M44};
+use super::fast::{M42, M44};
 
 /// Runs of at least this many 128-byte groups use the two-chain loop.
 const TWO_CHAINS_MIN: usize = 4;
@@ -60,8 +60,8 @@ pub(super) fn available() -> bool {
 }
 
 /// Absorbs `data` (whole 16-byte blocks, each with the 2^128 bit; a trailing partial block is
-/// ignored) into `h` for the key `r` (clamped, radix 2^44, as in the parent module). `h` must
-/// be below 2^45, 2^45, 2^43 per limb, as the scalar code leaves it; the result is below 2^44,
+/// ignored) into `h` for the key `r` (clamped, radix 2^44, as in module `fast`). `h` must
+/// be below 2^45, 2^45, 2^43 per limb, as `fast` leaves it; the result is below 2^44,
 /// 2^44 + 2^7, 2^42, the same form. Fills `powers` if it is `None`. `None` when the CPU lacks
 /// AVX-512F or IFMA.
 pub(super) fn blocks(

