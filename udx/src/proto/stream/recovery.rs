@@ -1,0 +1,527 @@
+//! Loss recovery for [`Stream`]: the packets in flight, SACK and cumulative ACK processing,
+//! RACK loss detection, tail-loss probes, the retransmission timeout and congestion control.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{Config, Event, MAX_TLPS, Stream};
+use crate::proto::congestion::Cubic;
+use crate::proto::error::StreamError;
+use crate::proto::packet::{self, HEADER_SIZE, Packet, SackBlock, seq_diff, seq_lt};
+use crate::proto::rtt::RttEstimator;
+
+#[derive(Debug, Clone)]
+pub(super) struct Sent {
+    pub(super) offset: u64,
+    pub(super) len: u16,
+    pub(super) end: bool,
+    pub(super) sent_at: Instant,
+    pub(super) transmits: u8,
+    pub(super) rto_expiries: u8,
+    pub(super) sacked: bool,
+    pub(super) lost: bool,
+    /// Counted in `in_flight`.
+    pub(super) counted: bool,
+    /// Queued in `retransmit`.
+    pub(super) queued: bool,
+    /// MTU probe padding used when first sent.
+    pub(super) probe: bool,
+    /// Transmission order, to break ties between packets sent at the same instant.
+    pub(super) order: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CaState {
+    Open,
+    Recovery,
+    Loss,
+}
+
+/// The recovery state of a [`Stream`].
+#[derive(Debug)]
+pub(super) struct Recovery {
+    pub(super) remote_acked: u32,
+    pub(super) inflight: VecDeque<Sent>,
+    pub(super) in_flight: usize,
+    pub(super) sacked_count: usize,
+    pub(super) retransmit: VecDeque<u32>,
+    pub(super) rtt: RttEstimator,
+    pub(super) cc: Cubic,
+    pub(super) ca: CaState,
+    pub(super) high_seq: u32,
+    pub(super) rto_at: Option<Instant>,
+    pub(super) tlp_at: Option<Instant>,
+    pub(super) tlp_left: u8,
+    pub(super) rtt_candidate: Option<Instant>,
+    pub(super) dup_pending: Option<u32>,
+    pub(super) dup_at: Option<Instant>,
+    pub(super) rto_dup: Option<u32>,
+    pub(super) reorder_at: Option<Instant>,
+    pub(super) rack_xmit: Option<Instant>,
+    pub(super) rack_seq: u32,
+    pub(super) rack_order: u64,
+    /// End of the current HyStart++ round (the `seq` when it began).
+    pub(super) round_end: u32,
+    pub(super) xmit_order: u64,
+    pub(super) rack_rtt: Duration,
+    pub(super) reorder_seen: bool,
+    pub(super) reo_mult: u32,
+}
+
+impl Recovery {
+    pub(super) fn new(cfg: &Config) -> Self {
+        Recovery {
+            remote_acked: 0,
+            inflight: VecDeque::new(),
+            in_flight: 0,
+            sacked_count: 0,
+            retransmit: VecDeque::new(),
+            rtt: RttEstimator::new(cfg.min_rto, cfg.max_rto),
+            cc: Cubic::new(),
+            ca: CaState::Open,
+            high_seq: 0,
+            rto_at: None,
+            tlp_at: None,
+            tlp_left: 0,
+            rtt_candidate: None,
+            dup_pending: None,
+            dup_at: None,
+            rto_dup: None,
+            reorder_at: None,
+            rack_xmit: None,
+            rack_seq: 0,
+            rack_order: 0,
+            round_end: 0,
+            xmit_order: 0,
+            rack_rtt: Duration::ZERO,
+            reorder_seen: false,
+            reo_mult: 1,
+        }
+    }
+}
+
+impl Stream {
+    pub(super) fn on_ack(&mut self, now: Instant, pkt: &Packet<'_>, data_inflight: bool) {
+        let h = pkt.header;
+        let ack = h.ack;
+        if seq_lt(self.send.seq, ack) {
+            return; // acks something we never sent
+        }
+        if !seq_lt(ack, self.recovery.remote_acked)
+            && (seq_lt(self.send.wl1, h.seq)
+                || (self.send.wl1 == h.seq && !seq_lt(ack, self.send.wl2)))
+        {
+            if h.rwnd > 0 {
+                self.send.zwp_at = None;
+                self.send.zwp_count = 0;
+            }
+            self.send.peer_rwnd = h.rwnd;
+            self.send.wl1 = h.seq;
+            self.send.wl2 = ack;
+        }
+        if seq_lt(ack, self.recovery.remote_acked) {
+            return; // old ack (libudx#255)
+        }
+        let mut newly = 0usize;
+        let mut latest: Option<(Instant, u64, u32)> = None;
+        let advanced = seq_diff(ack, self.recovery.remote_acked) > 0;
+        while seq_lt(self.recovery.remote_acked, ack) {
+            let Some(p) = self.recovery.inflight.pop_front() else {
+                break;
+            };
+            let s = self.recovery.remote_acked;
+            self.recovery.remote_acked = self.recovery.remote_acked.wrapping_add(1);
+            if p.sacked {
+                self.recovery.sacked_count = self.recovery.sacked_count.saturating_sub(1);
+            } else {
+                newly += 1;
+                self.on_packet_delivered(now, &p, s, &mut latest);
+            }
+            if p.counted {
+                self.recovery.in_flight = self.recovery.in_flight.saturating_sub(1);
+            }
+            let n = usize::from(p.len).min(self.send.send_buf.len());
+            self.send.send_buf.drain(..n);
+            self.send.buf_base += n as u64;
+            if p.end {
+                self.send.end_acked = true;
+            }
+        }
+        if advanced {
+            self.writable_pending = true;
+        }
+        for b in pkt.sacks() {
+            if !self.sack_valid(b) {
+                self.stats.dropped_sacks += 1;
+                continue;
+            }
+            let from = b.start.wrapping_sub(self.recovery.remote_acked) as usize;
+            let to = b.end.wrapping_sub(self.recovery.remote_acked) as usize;
+            for i in from..to {
+                let s = self.recovery.remote_acked.wrapping_add(i as u32);
+                let Some(p) = self.recovery.inflight.get_mut(i) else {
+                    break;
+                };
+                if p.sacked {
+                    continue;
+                }
+                p.sacked = true;
+                let p = p.clone();
+                if p.counted {
+                    self.recovery.in_flight = self.recovery.in_flight.saturating_sub(1);
+                    if let Some(q) = self.recovery.inflight.get_mut(i) {
+                        q.counted = false;
+                    }
+                }
+                self.recovery.sacked_count += 1;
+                newly += 1;
+                self.on_packet_delivered(now, &p, s, &mut latest);
+            }
+        }
+        if let Some(sent_at) = self.recovery.rtt_candidate.take() {
+            let sample = now.saturating_duration_since(sent_at);
+            self.recovery.rtt.on_sample(sample);
+            self.recovery.cc.on_rtt_sample(sample);
+        }
+        if advanced && !seq_lt(self.recovery.remote_acked, self.recovery.round_end) {
+            self.recovery.round_end = self.send.seq;
+            self.recovery.cc.on_round_start();
+        }
+        if let Some(target) = self.remote_change_seq
+            && !seq_lt(self.recovery.remote_acked, target)
+        {
+            self.remote_change_seq = None;
+            self.push_event(Event::RemoteChanged);
+        }
+        if let Some((t, o, s)) = latest
+            && self
+                .recovery
+                .rack_xmit
+                .is_none_or(|x| (t, o) > (x, self.recovery.rack_order))
+        {
+            self.recovery.rack_order = o;
+            // RACK.rtt belongs to the packet RACK.xmit_ts comes from (RFC 8985 6.2 step 2).
+            self.recovery.rack_xmit = Some(t);
+            self.recovery.rack_seq = s;
+            self.recovery.rack_rtt = now.saturating_duration_since(t);
+        }
+        if self.recovery.ca != CaState::Open
+            && seq_lt(self.recovery.high_seq, self.recovery.remote_acked)
+        {
+            self.recovery.ca = CaState::Open;
+        }
+        if newly > 0 {
+            self.recovery.tlp_left = MAX_TLPS;
+            if self.recovery.ca != CaState::Recovery {
+                let app_limited = self.recovery.in_flight + newly < self.recovery.cc.window() / 2;
+                self.recovery
+                    .cc
+                    .on_ack(now, newly, self.recovery.rtt.srtt(), app_limited);
+            }
+            self.detect_loss(now);
+            if self.recovery.inflight.is_empty() {
+                self.recovery.rto_at = None;
+                self.recovery.tlp_at = None;
+                self.recovery.rack_xmit = None;
+            } else {
+                self.recovery.rto_at = Some(now + self.recovery.rtt.rto());
+                self.arm_tlp(now);
+            }
+        } else if data_inflight && advanced {
+            self.recovery.rto_at = Some(now + self.recovery.rtt.rto());
+        }
+        if self.recovery.inflight.is_empty()
+            && self.send.peer_rwnd == 0
+            && self.has_unsent()
+            && self.send.zwp_at.is_none()
+        {
+            self.send.zwp_at = Some(now + self.recovery.rtt.rto());
+        }
+    }
+
+    pub(super) fn sack_valid(&self, b: SackBlock) -> bool {
+        // remote_acked <= start < end <= seq
+        !seq_lt(b.start, self.recovery.remote_acked)
+            && seq_lt(b.start, b.end)
+            && !seq_lt(self.send.seq, b.end)
+    }
+
+    pub(super) fn on_packet_delivered(
+        &mut self,
+        now: Instant,
+        p: &Sent,
+        seq: u32,
+        latest: &mut Option<(Instant, u64, u32)>,
+    ) {
+        if p.transmits == 1 && !p.lost {
+            // One RTT sample per ACK, from the newest never-retransmitted packet it covers:
+            // older ones may have waited on lost ACKs and would inflate the estimate. A packet
+            // already declared lost (e.g. by an RTO across a blackhole) gives no sample.
+            if self.recovery.rtt_candidate.is_none_or(|t| p.sent_at > t) {
+                self.recovery.rtt_candidate = Some(p.sent_at);
+            }
+        } else if now.saturating_duration_since(p.sent_at) < self.recovery.rtt.min_rtt() {
+            // acked faster than possible for the retransmission: the original arrived
+            self.stats.spurious += 1;
+            self.recovery.reorder_seen = true;
+            self.recovery.reo_mult = (self.recovery.reo_mult + 1).min(16);
+        }
+        if p.probe {
+            self.mtu.on_probe_acked();
+        }
+        self.mtu.on_ack();
+        if seq_lt(seq, self.recovery.rack_seq)
+            && p.transmits == 1
+            && self.recovery.rack_xmit.is_some()
+        {
+            self.recovery.reorder_seen = true;
+        }
+        if latest.is_none_or(|(t, o, _)| (p.sent_at, p.order) > (t, o)) {
+            *latest = Some((p.sent_at, p.order, seq));
+        }
+    }
+
+    pub(super) fn reo_wnd(&self) -> Duration {
+        if !self.recovery.reorder_seen
+            && (self.recovery.ca != CaState::Open || self.recovery.sacked_count >= 3)
+        {
+            return Duration::ZERO;
+        }
+        let base = (self.recovery.rtt.min_rtt() / 4).max(Duration::from_micros(500));
+        (base * self.recovery.reo_mult).min(self.recovery.rtt.srtt().max(Duration::from_millis(1)))
+    }
+
+    /// RACK (RFC 8985 6.2): a packet sent before the most recently delivered one and older
+    /// than `rack_rtt + reo_wnd` is lost.
+    pub(super) fn detect_loss(&mut self, now: Instant) {
+        let Some(rack_xmit) = self.recovery.rack_xmit else {
+            return;
+        };
+        let rack_order = self.recovery.rack_order;
+        let reo = self.reo_wnd();
+        let horizon = self.recovery.rack_rtt + reo;
+        let mut next_timer: Option<Instant> = None;
+        let mut lost_any = false;
+        let limit = self
+            .recovery
+            .rack_seq
+            .wrapping_sub(self.recovery.remote_acked) as usize;
+        for i in 0..limit.min(self.recovery.inflight.len()) {
+            let Some(p) = self.recovery.inflight.get_mut(i) else {
+                break;
+            };
+            // sent at or after the RACK packet (transmission order breaks ties within a burst)
+            if p.sacked || p.lost || (p.sent_at, p.order) >= (rack_xmit, rack_order) {
+                continue;
+            }
+            let deadline = p.sent_at + horizon;
+            if now >= deadline {
+                p.lost = true;
+                if std::mem::take(&mut p.probe) {
+                    self.mtu.on_probe_lost();
+                }
+                if p.counted {
+                    p.counted = false;
+                    self.recovery.in_flight = self.recovery.in_flight.saturating_sub(1);
+                }
+                if !p.queued {
+                    p.queued = true;
+                    self.recovery
+                        .retransmit
+                        .push_back(self.recovery.remote_acked.wrapping_add(i as u32));
+                }
+                lost_any = true;
+            } else {
+                next_timer = Some(next_timer.map_or(deadline, |t: Instant| t.min(deadline)));
+            }
+        }
+        self.recovery.reorder_at = next_timer;
+        if lost_any && self.recovery.ca == CaState::Open {
+            self.recovery.ca = CaState::Recovery;
+            self.recovery.high_seq = self.send.seq.wrapping_sub(1);
+            let min = self.recovery.rtt.min_rtt();
+            let queue_empty = !min.is_zero()
+                && self.recovery.rtt.latest() <= min + min / 4 + Duration::from_millis(1);
+            self.recovery.cc.on_loss(queue_empty);
+            self.stats.loss_events += 1;
+        }
+    }
+
+    pub(super) fn arm_tlp(&mut self, now: Instant) {
+        if !self.recovery.rtt.has_sample() || self.recovery.tlp_left == 0 {
+            self.recovery.tlp_at = None;
+            return;
+        }
+        let mut pto = self.recovery.rtt.srtt() * 2;
+        if self.recovery.in_flight == 1 {
+            pto += Duration::from_millis(2);
+        }
+        let pto = pto.max(Duration::from_millis(2));
+        let at = now + pto;
+        self.recovery.tlp_at = Some(match self.recovery.rto_at {
+            Some(r) => at.min(r),
+            None => at,
+        });
+    }
+
+    pub(super) fn on_rto(&mut self, now: Instant) {
+        self.stats.rto_expiries += 1;
+        let max = self.cfg.max_rto_timeouts;
+        if self.recovery.inflight.iter().all(|p| p.sacked) {
+            // Everything SACKed yet never cumulatively acknowledged: the SACKs were wrong (a
+            // reneging or spoofing peer). Forget them, as TCP does on RTO (RFC 2018 8).
+            for p in self.recovery.inflight.iter_mut() {
+                p.sacked = false;
+            }
+            self.recovery.sacked_count = 0;
+        }
+        let Some(front) = self.recovery.inflight.iter_mut().find(|p| !p.sacked) else {
+            self.recovery.rto_at = None;
+            return;
+        };
+        if front.rto_expiries >= max {
+            self.close(now, Err(StreamError::TimedOut));
+            return;
+        }
+        front.rto_expiries = front.rto_expiries.saturating_add(1);
+        let repeated = front.rto_expiries >= 2;
+        let front_seq = self
+            .recovery
+            .inflight
+            .iter()
+            .position(|p| !p.sacked)
+            .map(|i| self.recovery.remote_acked.wrapping_add(i as u32));
+        // Everything not SACKed is presumed lost (RFC 6298 5.4-5.6 / Linux tcp_enter_loss).
+        let base = self.recovery.remote_acked;
+        for (i, p) in self.recovery.inflight.iter_mut().enumerate() {
+            if p.sacked {
+                continue;
+            }
+            p.lost = true;
+            p.counted = false;
+            if std::mem::take(&mut p.probe) {
+                self.mtu.on_probe_lost();
+            }
+            if !p.queued {
+                p.queued = true;
+                self.recovery
+                    .retransmit
+                    .push_back(base.wrapping_add(i as u32));
+            }
+        }
+        self.recovery.in_flight = 0;
+        if let Some(f) = front_seq {
+            // The oldest packet goes first; after a repeated RTO it goes out twice, so one
+            // lost copy or ACK does not cost another (doubling) timeout.
+            self.recovery.retransmit.push_front(f);
+            self.recovery.rto_dup = repeated.then_some(f);
+        }
+        if self.recovery.ca != CaState::Loss {
+            self.recovery.cc.on_rto();
+        }
+        self.recovery.ca = CaState::Loss;
+        self.recovery.high_seq = self.send.seq.wrapping_sub(1);
+        self.recovery.tlp_at = None;
+        self.recovery.tlp_left = 0;
+        self.recovery.rack_xmit = None;
+        self.recovery.rto_at = Some(now + self.recovery.rtt.rto() * 2);
+    }
+
+    pub(super) fn on_tlp(&mut self, now: Instant) {
+        if self.recovery.tlp_left == 0 || self.recovery.inflight.is_empty() {
+            return;
+        }
+        self.recovery.tlp_left -= 1;
+        self.arm_tlp(now);
+        self.stats.tlp += 1;
+        // New data if any is allowed, else re-send the last packet.
+        if self.has_unsent() && self.send.peer_rwnd > 0 {
+            self.send.force_one = true;
+            return;
+        }
+        let base = self.recovery.remote_acked;
+        if let Some((i, p)) = self
+            .recovery
+            .inflight
+            .iter_mut()
+            .enumerate()
+            .rev()
+            .find(|(_, p)| !p.sacked)
+            && !p.queued
+        {
+            p.queued = true;
+            self.recovery
+                .retransmit
+                .push_front(base.wrapping_add(i as u32));
+            self.send.force_one = true;
+        }
+    }
+
+    pub(super) fn send_retransmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        if self.recovery.dup_at.is_some_and(|t| now >= t)
+            && let Some(seq) = self.recovery.dup_pending.take()
+        {
+            self.recovery.dup_at = None;
+            // Second copy of the oldest packet after a repeated RTO.
+            let idx = seq.wrapping_sub(self.recovery.remote_acked) as usize;
+            if packet::seq_diff(seq, self.recovery.remote_acked) >= 0
+                && let Some(p) = self.recovery.inflight.get(idx)
+                && !p.sacked
+            {
+                let (offset, len, end) = (p.offset, usize::from(p.len), p.end);
+                if let Some(n) = self.encode_data(out, seq, offset, len, end, 0) {
+                    self.stats.retransmits += 1;
+                    return Some(n);
+                }
+            }
+        }
+        while let Some(&seq) = self.recovery.retransmit.front() {
+            let idx = seq.wrapping_sub(self.recovery.remote_acked) as usize;
+            let valid = self
+                .recovery
+                .inflight
+                .get(idx)
+                .is_some_and(|p| p.queued && !p.sacked)
+                && packet::seq_diff(seq, self.recovery.remote_acked) >= 0;
+            if !valid {
+                self.recovery.retransmit.pop_front();
+                continue;
+            }
+            if self.recovery.in_flight >= self.recovery.cc.window() && !self.send.force_one {
+                return None;
+            }
+            let (offset, len, end) = {
+                let p = self.recovery.inflight.get(idx)?;
+                (p.offset, usize::from(p.len), p.end)
+            };
+            if self.paced(now, len + HEADER_SIZE) {
+                return None;
+            }
+            self.recovery.retransmit.pop_front();
+            let n = self.encode_data(out, seq, offset, len, end, 0)?;
+            let p = self.recovery.inflight.get_mut(idx)?;
+            p.queued = false;
+            p.lost = false;
+            p.transmits = p.transmits.saturating_add(1);
+            p.sent_at = now;
+            self.recovery.xmit_order += 1;
+            p.order = self.recovery.xmit_order;
+            if !p.counted {
+                p.counted = true;
+                self.recovery.in_flight += 1;
+            }
+            self.after_send(now, n);
+            self.stats.retransmits += 1;
+            if self.recovery.rto_dup == Some(seq) {
+                // The second copy leaves half an RTT (at least 15 ms) later, so one short
+                // burst of loss does not take both.
+                self.recovery.rto_dup = None;
+                self.recovery.dup_pending = Some(seq);
+                self.recovery.dup_at =
+                    Some(now + (self.recovery.rtt.srtt() / 2).max(Duration::from_millis(15)));
+            }
+            return Some(n);
+        }
+        None
+    }
+}
