@@ -41,6 +41,25 @@ fn config() -> Config {
     }
 }
 
+/// A stream with id `local`, connected to `remote`.
+fn stream(local: u32, remote: u32) -> Stream {
+    let mut s = Stream::new(local, config());
+    s.connect(remote);
+    s
+}
+
+/// Delivery of a datagram from the peer (the one place that knows `handle_datagram`'s
+/// signature, with `stream`).
+trait Feed {
+    fn feed(&mut self, now: Instant, datagram: &[u8]);
+}
+
+impl Feed for Stream {
+    fn feed(&mut self, now: Instant, datagram: &[u8]) {
+        self.handle_datagram(now, datagram);
+    }
+}
+
 fn datagram(h: Header, sacks: &[SackBlock], payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; MAX_DATAGRAM + 8 * packet::MAX_SACKS];
     let n = packet::encode(&mut out, h, sacks, 0, payload).unwrap();
@@ -79,8 +98,7 @@ impl Lcg {
 
 /// A receiver whose packet 0 is missing and which holds packets 1..n, 0.5 % of them missing.
 fn receiver(n: u32, t0: Instant) -> Stream {
-    let mut r = Stream::new(RECEIVER, config());
-    r.connect(SENDER);
+    let mut r = stream(RECEIVER, SENDER);
     let payload = vec![7u8; MSS];
     let mut rng = Lcg(0x9e37_79b9);
     for seq in 1..n {
@@ -88,7 +106,7 @@ fn receiver(n: u32, t0: Instant) -> Stream {
             continue;
         }
         let d = datagram(header(flags::DATA, RECEIVER, seq, 0), &[], &payload);
-        r.handle_datagram(t0, &d);
+        r.feed(t0, &d);
     }
     let mut buf = [0u8; MAX_DATAGRAM];
     while r.poll_transmit(t0, &mut buf).is_some() {}
@@ -101,11 +119,11 @@ fn bench_build_ack(n: u32) -> (f64, usize) {
     let mut r = receiver(n, t0);
     let hb = datagram(header(flags::HEARTBEAT, RECEIVER, 0, 0), &[], &[]);
     let mut buf = [0u8; MAX_DATAGRAM];
-    r.handle_datagram(t0, &hb);
+    r.feed(t0, &hb);
     let len = r.poll_transmit(t0, &mut buf).expect("an ACK");
     let blocks = Packet::decode(&buf[..len]).unwrap().sack_count();
     let ns = time_per_call(|| {
-        r.handle_datagram(t0, &hb);
+        r.feed(t0, &hb);
         black_box(r.poll_transmit(t0, &mut buf));
     });
     (ns, blocks)
@@ -124,7 +142,7 @@ fn bench_ooo_data(n: u32) -> f64 {
             .collect();
         let start = Instant::now();
         for d in &dgrams {
-            r.handle_datagram(t0, d);
+            r.feed(t0, d);
         }
         let took = start.elapsed();
         black_box(r.poll_transmit(t0, &mut buf));
@@ -168,8 +186,7 @@ fn top_up(s: &mut Stream, written: &mut usize, packets: usize) {
 
 fn sender(n: u32) -> Sender {
     let t0 = Instant::now();
-    let mut s = Stream::new(SENDER, config());
-    s.connect(RECEIVER);
+    let mut s = stream(SENDER, RECEIVER);
     // Slow start without loss until the window is about a quarter of n.
     let target = (n as usize / 4).clamp(16, 4096);
     let mut written = 0;
@@ -180,7 +197,7 @@ fn sender(n: u32) -> Sender {
         top_up(&mut s, &mut written, want);
         send_all(&mut s, now, &mut next);
         now += RTT;
-        s.handle_datagram(now, &ack(next, &[]));
+        s.feed(now, &ack(next, &[]));
         if s.cwnd() >= target {
             break;
         }
@@ -206,20 +223,20 @@ fn sender(n: u32) -> Sender {
                 start: hole + 2,
                 end: last,
             }];
-            s.handle_datagram(now, &ack(hole, &sack));
+            s.feed(now, &ack(hole, &sack));
         }
         if packet::seq_lt(hole + 1, last) {
             let sack = [SackBlock {
                 start: hole + 1,
                 end: last,
             }];
-            s.handle_datagram(now, &ack(hole, &sack));
+            s.feed(now, &ack(hole, &sack));
         }
         round += 1;
     }
     // The last round (last..next) is in the network; its ACKs arrive at `now`.
     let mut buf = [0u8; MAX_DATAGRAM];
-    s.handle_datagram(
+    s.feed(
         now,
         &ack(
             hole,
@@ -257,7 +274,7 @@ fn bench_sack(n: u32) -> f64 {
             .collect();
         let start = Instant::now();
         for a in &acks {
-            b.s.handle_datagram(b.now, a);
+            b.s.feed(b.now, a);
         }
         (start.elapsed(), k)
     })
@@ -284,7 +301,7 @@ fn bench_timers(n: u32) -> (f64, f64) {
                     end: b.next,
                 },
             ];
-            b.s.handle_datagram(b.now, &ack(b.hole, &sacks));
+            b.s.feed(b.now, &ack(b.hole, &sacks));
         }
         let at = batch[0].now + RTT;
         let start = Instant::now();

@@ -103,6 +103,15 @@ impl Link {
     }
 }
 
+// The two calls whose signatures involve the peer's identity.
+fn connect(s: &mut Stream, remote: u32) {
+    s.connect(remote);
+}
+
+fn feed(s: &mut Stream, now: Instant, d: &[u8]) {
+    s.handle_datagram(now, d);
+}
+
 fn pattern(i: usize) -> u8 {
     (i.wrapping_mul(31) >> 3) as u8
 }
@@ -114,10 +123,9 @@ fn transfer(seed: u64, size: usize, loss: u64) {
     let t0 = Instant::now();
     let mut rng = Rng(seed | 1);
     let cfg = Config::default();
-    let mut a = Stream::new(1, cfg.clone());
-    let mut b = Stream::new(2, cfg);
-    a.connect(2);
-    b.connect(1);
+    let (mut a, mut b) = (Stream::new(1, cfg.clone()), Stream::new(2, cfg));
+    connect(&mut a, 2);
+    connect(&mut b, 1);
     let mut ab = Link {
         queue: Vec::new(),
         loss,
@@ -158,11 +166,11 @@ fn transfer(seed: u64, size: usize, loss: u64) {
             s.check_invariants();
         }
         for d in ab.due(now) {
-            b.handle_datagram(now, &d);
+            feed(&mut b, now, &d);
             b.check_invariants();
         }
         for d in ba.due(now) {
-            a.handle_datagram(now, &d);
+            feed(&mut a, now, &d);
             a.check_invariants();
         }
         loop {
