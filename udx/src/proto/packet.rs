@@ -2,7 +2,7 @@
 //! (the "data offset") and a payload.
 //!
 //! Mirrors libudx `include/udx.h` (`UDX_HEADER_*`, `UDX_MAGIC_BYTE`, `UDX_VERSION`) and
-//! `src/udx.c` `process_packet` / `udx_write_header` / `send_ack` (protocol-map.md 6.1-6.2).
+//! `src/udx.c` `process_packet` / `udx_write_header` / `send_ack`.
 //! Decoding never panics and never allocates; it borrows from the datagram.
 
 use thiserror::Error;
@@ -15,8 +15,9 @@ pub const MAGIC: u8 = 0xFF;
 pub const VERSION: u8 = 1;
 /// Maximum number of SACK blocks a receiver sends (`UDX_MAX_SACKS`).
 pub const MAX_SACKS: usize = 50;
-/// How far past `ack` a receiver scans for out-of-order packets when building SACKs (libudx
-/// `send_ack` loop bound).
+/// How far past `ack` a libudx receiver scans for out-of-order packets when building SACKs
+/// (`src/udx.c send_ack` loop bound). Ours reads its blocks off a range set instead and buffers
+/// nothing past [`MAX_OOO_DISTANCE`](super::stream::MAX_OOO_DISTANCE).
 pub const SACK_SCAN_LIMIT: u32 = 65_536;
 
 /// Type flags of the header's third byte.
