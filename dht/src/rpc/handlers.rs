@@ -7,8 +7,8 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use super::io::Transmit;
 use super::node::{Event, IncomingRequest, Node, Reply, addr6};
+use super::requests::{Match, Transmit};
 use super::routing::NodeId;
 use super::wire::{self, InternalCommand, Request, Response};
 use crate::codec::Encode;
@@ -22,9 +22,16 @@ impl Node {
     }
 
     pub(crate) fn on_response(&mut self, now: Instant, from: SocketAddrV4, res: Response) {
-        let Some(r) = self.io.finish(res.tid) else {
-            self.stats.unmatched_responses += 1;
-            return;
+        let r = match self.requests.answer(res.tid, from) {
+            Match::Answer(r) => r,
+            Match::Unknown => {
+                self.stats.unmatched_responses += 1;
+                return;
+            }
+            Match::WrongSource => {
+                self.stats.wrong_source_responses += 1;
+                return;
+            }
         };
         self.stats.responses += 1;
         let from_id = Self::validate_id(res.id, &from);
@@ -46,7 +53,7 @@ impl Node {
         self.stats.requests_in += 1;
         let from_id = Self::validate_id(req.id, &from);
         if let Some(t) = &req.token
-            && !self.io.tokens.is_valid(*from.ip(), t)
+            && !self.tokens.is_valid(*from.ip(), t)
         {
             self.send_reply(
                 from,
@@ -80,10 +87,14 @@ impl Node {
                         return;
                     }
                     let payload = self.reply_bytes(from, req.tid, None, 0, None, false, false);
-                    self.delayed.push((
-                        now + Duration::from_millis(u64::from(delay)),
+                    self.delayed_seq += 1;
+                    self.delayed.insert(
+                        (
+                            now + Duration::from_millis(u64::from(delay)),
+                            self.delayed_seq,
+                        ),
                         Transmit { to: from, payload },
-                    ));
+                    );
                 }
                 Some(InternalCommand::PingNat) => {
                     let Some(port) = req.value.as_deref().and_then(le_u16) else {
@@ -164,7 +175,7 @@ impl Node {
             tid,
             to,
             id: self.id(),
-            token: token.then(|| self.io.tokens.token(*to.ip())),
+            token: token.then(|| self.tokens.token(*to.ip())),
             closer_nodes: closer,
             error,
             value,
@@ -192,7 +203,7 @@ impl Node {
         closer_nodes: bool,
     ) {
         let b = self.reply_bytes(to, tid, target, error, value, token, closer_nodes);
-        self.io.push_transmit(to, b);
+        self.outbox.push(to, b);
     }
 
     /// Answers a user request with a value (`req.reply(value, { token, closerNodes })`; JS
@@ -247,7 +258,7 @@ impl Node {
             target: req.target,
             value,
         };
-        self.io.push_transmit(to, r.to_bytes());
+        self.outbox.push(to, r.to_bytes());
     }
 }
 

@@ -7,10 +7,10 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
-use super::io::Owner;
 use super::nat_sampler::NatSampler;
 use super::node::{Event, Node, QueryId, Reply};
 use super::query::{QueryKind, QueryOpts};
+use super::requests::Owner;
 use super::routing::NodeId;
 use super::wire::InternalCommand;
 use crate::crypto::node_id;
@@ -219,7 +219,7 @@ impl Node {
 
     /// `_pingSome`: check the oldest few members.
     fn ping_some(&mut self, now: Instant) {
-        let mut cnt = if self.io.inflight.len() > 2 { 3 } else { 5 };
+        let mut cnt = if self.requests.len() > 2 { 3 } else { 5 };
         let oldest: Vec<(NodeId, u64)> = self
             .table
             .oldest_first()

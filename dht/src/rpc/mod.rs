@@ -16,7 +16,7 @@
 //! measures the heap staying flat under 350,000 requests from one address).
 //!
 //! Layout: [`wire`] (datagrams), [`routing`] (k-buckets), [`tokens`], [`congestion`],
-//! [`nat_sampler`], `io` (in-flight requests), `query` (iterative walk), `maintenance`
+//! [`nat_sampler`], `requests` (in-flight requests, timers, send queue), `query` (iterative walk), `maintenance`
 //! (bootstrap, ticks, ephemeral → persistent), [`node`] (handlers and API).
 
 // Remote input never panics: no unwrap/expect/panic!/slice indexing in this module tree outside
@@ -36,11 +36,11 @@ pub mod congestion;
 pub mod fuzzing;
 mod handlers;
 pub mod health;
-mod io;
 pub mod maintenance;
 pub mod nat_sampler;
 pub mod node;
 mod query;
+mod requests;
 pub mod routing;
 mod table_feed;
 pub mod tokens;
@@ -50,10 +50,10 @@ pub mod wire;
 mod tests;
 
 pub use config::{Config, Limits};
-pub use io::Transmit;
 pub use node::{
     Event, IncomingRequest, Node, QueryError, QueryId, QueryOutcome, Reply, RequestError,
     RequestId, Stats,
 };
 pub use query::QueryOpts;
+pub use requests::Transmit;
 pub use routing::NodeId;

@@ -18,7 +18,7 @@
 //! [`Node::reply_error`] (or [`Node::relay`]). Requests for commands nobody registered get
 //! JS's answer: `UNKNOWN_COMMAND` with closer nodes when the request had a target.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,10 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use super::config::Config;
-use super::io::{Io, Owner, Transmit};
 use super::maintenance::{BootState, NetCheck};
 use super::nat_sampler::NatSampler;
 use super::query::{Query, QueryOpts};
+use super::requests::{Expired, NewRequest, Outbox, Owner, Requests, Transmit};
 use super::routing::{NodeId, RoutingTable, TableNode};
 use super::tokens::Tokens;
 use super::wire::{InternalCommand, Message, Request};
@@ -201,6 +201,9 @@ pub struct Stats {
     pub responses: u64,
     /// Responses with an unknown tid.
     pub unmatched_responses: u64,
+    /// Responses whose tid is in flight but that came from another address than the one the
+    /// request went to; dropped (JS accepts them).
+    pub wrong_source_responses: u64,
     /// Requests created.
     pub requests_out: u64,
     /// Request transmissions that timed out and were retried.
@@ -218,7 +221,9 @@ pub struct Stats {
 pub struct Node {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha20Rng,
-    pub(crate) io: Io,
+    pub(crate) requests: Requests,
+    pub(crate) outbox: Outbox,
+    pub(crate) tokens: Tokens,
     pub(crate) table: RoutingTable,
     pub(crate) nat: NatSampler,
     pub(crate) local_port: u16,
@@ -237,13 +242,15 @@ pub struct Node {
     pub(crate) checks: u32,
     pub(crate) down_hints_sent: u32,
     pub(crate) non_persistent_samples: Vec<SocketAddrV4>,
-    pub(crate) queries: HashMap<QueryId, Query>,
+    pub(crate) queries: BTreeMap<QueryId, Query>,
     pub(crate) health: super::health::Health,
     pub(crate) next_query_id: u64,
     next_request: u64,
     pub(crate) registered: BTreeSet<u64>,
     events: VecDeque<Event>,
-    pub(crate) delayed: Vec<(Instant, Transmit)>,
+    /// DELAYED_PING replies by due time, then arrival order.
+    pub(crate) delayed: BTreeMap<(Instant, u64), Transmit>,
+    pub(crate) delayed_seq: u64,
     next_drain: Instant,
     next_tick: Instant,
     pub(crate) stats: Stats,
@@ -272,13 +279,12 @@ impl Node {
         let mut s1 = [0u8; 32];
         rng.fill_bytes(&mut s0);
         rng.fill_bytes(&mut s1);
-        let first_tid = (rng.next_u32() & 0xffff) as u16;
-        let io = Io::new(
-            first_tid,
-            Tokens::new(s0, s1),
+        let mut tid_seed = [0u8; 32];
+        rng.fill_bytes(&mut tid_seed);
+        let requests = Requests::new(
+            ChaCha20Rng::from_seed(tid_seed),
             config.max_window,
             config.limits.max_inflight,
-            config.limits.max_transmits,
         );
         let adaptive = config.ephemeral.is_none() && config.adaptive;
         let force_persistent = config.ephemeral == Some(false);
@@ -288,7 +294,9 @@ impl Node {
         let mut node = Self {
             table: RoutingTable::new(table_id, config.k),
             firewalled: config.firewalled,
-            io,
+            requests,
+            outbox: Outbox::new(config.limits.max_transmits),
+            tokens: Tokens::new(s0, s1),
             nat: NatSampler::new(),
             local_port,
             ephemeral: true,
@@ -309,13 +317,14 @@ impl Node {
             checks: 0,
             down_hints_sent: 0,
             non_persistent_samples: Vec::new(),
-            queries: HashMap::new(),
+            queries: BTreeMap::new(),
             health: super::health::Health::default(),
             next_query_id: 0,
             next_request: 0,
             registered: BTreeSet::new(),
             events: VecDeque::new(),
-            delayed: Vec::new(),
+            delayed: BTreeMap::new(),
+            delayed_seq: 0,
             next_drain: now + DRAIN_INTERVAL,
             next_tick: now + TICK_INTERVAL,
             stats: Stats::default(),
@@ -408,7 +417,7 @@ impl Node {
 
     /// Requests in flight or queued.
     pub fn inflight(&self) -> usize {
-        self.io.inflight.len()
+        self.requests.len()
     }
 
     /// Queries running.
@@ -418,14 +427,14 @@ impl Node {
 
     /// The token this node hands to `ip` in replies.
     pub fn token_for(&self, ip: Ipv4Addr) -> [u8; 32] {
-        self.io.tokens.token(ip)
+        self.tokens.token(ip)
     }
 
     // ---- sans-IO plumbing ------------------------------------------------------------
 
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.io.transmits.pop_front()
+        self.outbox.pop()
     }
 
     /// Next event.
@@ -436,11 +445,11 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_drain.min(self.next_tick);
-        if let Some(d) = self.io.next_deadline() {
+        if let Some(d) = self.requests.next_deadline() {
             t = t.min(d);
         }
-        if let Some(d) = self.delayed.iter().map(|(d, _)| *d).min() {
-            t = t.min(d);
+        if let Some(((d, _), _)) = self.delayed.first_key_value() {
+            t = t.min(*d);
         }
         Some(t)
     }
@@ -473,7 +482,8 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         while now >= self.next_drain {
             self.next_drain += DRAIN_INTERVAL;
-            self.io.drain(now);
+            self.tokens.drain();
+            self.requests.drain(now, &mut self.outbox);
             if now.saturating_duration_since(self.next_drain) > SLEEPING_INTERVAL {
                 self.next_drain = now + DRAIN_INTERVAL;
             }
@@ -491,48 +501,29 @@ impl Node {
                 }
             }
         }
-        for tid in self.io.expired(now) {
-            self.on_cycle(now, tid);
+        while let Some(e) = self.requests.pop_expired(now) {
+            self.on_cycle(now, e);
         }
-        if !self.delayed.is_empty() {
-            let mut due = Vec::new();
-            self.delayed.retain(|(d, t)| {
-                if *d <= now {
-                    due.push(t.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            for t in due {
-                self.io.push_transmit(t.to, t.payload);
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
             }
+            let t = entry.remove();
+            self.outbox.push(t.to, t.payload);
         }
     }
 
     /// A retransmission timer fired (`oncycle`).
-    fn on_cycle(&mut self, now: Instant, tid: u16) {
-        let Some(r) = self.io.inflight.get_mut(&tid) else {
-            return;
-        };
-        r.deadline = None;
-        let mut slow_query = None;
-        if let Owner::Query(q) = r.owner
-            && !r.cycled
-        {
-            r.cycled = true;
-            slow_query = Some(q);
-        }
-        let done = r.sent > r.retries;
-        if let Some(q) = slow_query {
+    fn on_cycle(&mut self, now: Instant, e: Expired) {
+        if let Some(q) = e.slow_query {
             if let Some(query) = self.queries.get_mut(&q) {
                 query.slow += 1;
             }
             self.query_read_more(now, q);
         }
-        if done {
+        if e.exhausted {
             self.stats.timeouts += 1;
-            if let Some(r) = self.io.finish(tid) {
+            if let Some(r) = self.requests.finish_expired(&e) {
                 let to_id = r.to_id;
                 self.on_request_failed(now, r.owner, r.to, RequestError::TimedOut, r.cycled);
                 // `_ontimeout`: a known id that stopped answering leaves the table.
@@ -543,7 +534,7 @@ impl Node {
         } else {
             self.stats.retries += 1;
             let id = self.id();
-            self.io.send(now, tid, false, id);
+            self.requests.retry(now, &e, id, &mut self.outbox);
         }
     }
 
@@ -670,15 +661,11 @@ impl Node {
 
     /// Cancels a caller's request; no event follows.
     pub fn cancel_request(&mut self, id: RequestId) {
-        let tids: Vec<u16> = self
-            .io
-            .inflight
-            .iter()
-            .filter(|(_, r)| matches!(r.owner, Owner::User(x) if x == id))
-            .map(|(t, _)| *t)
-            .collect();
-        for t in tids {
-            self.io.finish(t);
+        for t in self
+            .requests
+            .owned_by(|o| matches!(o, Owner::User(x) if *x == id))
+        {
+            self.requests.finish(t);
         }
     }
 
@@ -695,12 +682,19 @@ impl Node {
         owner: Owner,
         force: bool,
     ) -> bool {
-        let Some(tid) = self.io.create(now, to, to_id, req, retries, timeout, owner) else {
+        let new = NewRequest {
+            req,
+            to_id,
+            retries,
+            timeout,
+            owner,
+        };
+        let Some(tid) = self.requests.create(now, to, new) else {
             return false;
         };
         self.stats.requests_out += 1;
         let id = self.id();
-        self.io.send(now, tid, force, id);
+        self.requests.send(now, tid, force, id, &mut self.outbox);
         true
     }
 

@@ -14,12 +14,12 @@
 //! replies with error 0 and a valid id. With `commit`, every closest reply is then sent the
 //! same command with its token (JS `autoCommit`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use super::io::Owner;
 use super::node::{Event, Node, QueryError, QueryId, QueryOutcome, Reply, RequestError};
+use super::requests::Owner;
 use super::routing::{NodeId, cmp_distance};
 use super::wire::{InternalCommand, Request};
 use crate::crypto::node_id;
@@ -97,9 +97,9 @@ pub(crate) struct Query {
     background: Option<usize>,
     retries: u32,
     closest: Vec<Reply>,
-    seen: HashMap<SocketAddrV4, Seen>,
+    seen: BTreeMap<SocketAddrV4, Seen>,
     /// Referral depth of every address queued (1 = seed), for the `hops` figure.
-    depth: HashMap<SocketAddrV4, u8>,
+    depth: BTreeMap<SocketAddrV4, u8>,
     pending: Vec<Peer>,
     inflight: usize,
     pub(crate) slow: usize,
@@ -163,17 +163,11 @@ impl Node {
         if self.queries.remove(&id).is_none() {
             return;
         }
-        let tids: Vec<u16> = self
-            .io
-            .inflight
-            .iter()
-            .filter(|(_, r)| {
-                matches!(r.owner, Owner::Query(x) | Owner::DownHint(x) | Owner::Commit(x) if x == id)
-            })
-            .map(|(t, _)| *t)
-            .collect();
+        let tids = self.requests.owned_by(
+            |o| matches!(o, Owner::Query(x) | Owner::DownHint(x) | Owner::Commit(x) if *x == id),
+        );
         for t in tids {
-            self.io.finish(t);
+            self.requests.finish(t);
         }
     }
 
@@ -210,8 +204,8 @@ impl Node {
             background,
             retries,
             closest: Vec::new(),
-            seen: HashMap::new(),
-            depth: HashMap::new(),
+            seen: BTreeMap::new(),
+            depth: BTreeMap::new(),
             pending: Vec::new(),
             inflight: 0,
             slow: 0,
@@ -485,7 +479,7 @@ impl Node {
         // `data`
         let kind = q.kind;
         if let Some(bg) = q.background {
-            q.concurrency = if self.io.inflight.len() < 3 {
+            q.concurrency = if self.requests.len() < 3 {
                 self.config.concurrency
             } else {
                 bg
@@ -617,17 +611,11 @@ impl Node {
         let Some(q) = self.queries.remove(&id) else {
             return;
         };
-        let tids: Vec<u16> = self
-            .io
-            .inflight
-            .iter()
-            .filter(|(_, r)| matches!(r.owner, Owner::Query(x) | Owner::DownHint(x) if x == id))
-            .map(|(t, _)| *t)
-            .collect();
+        let tids = self
+            .requests
+            .owned_by(|o| matches!(o, Owner::Query(x) | Owner::DownHint(x) if *x == id));
         for t in tids {
-            // Session.destroy frees a congestion slot, then Request.destroy frees another.
-            self.io.congestion.recv();
-            self.io.finish(t);
+            self.requests.cancel_session_request(t);
         }
         match q.kind {
             QueryKind::User { .. } => {

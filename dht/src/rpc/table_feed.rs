@@ -6,8 +6,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
-use super::io::Owner;
 use super::node::{Event, Node};
+use super::requests::Owner;
 use super::routing::{NodeId, TableNode};
 use super::wire::InternalCommand;
 

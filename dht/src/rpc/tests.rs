@@ -219,6 +219,92 @@ fn request_is_sent_four_times_then_times_out() {
     assert!(now - start >= Duration::from_millis(4000));
 }
 
+/// The tid of the request `n` sent to `to` (drains the transmit queue).
+fn sent_tid(n: &mut Node, to: SocketAddrV4) -> u16 {
+    let mut tid = None;
+    while let Some(t) = n.poll_transmit() {
+        if t.to == to
+            && let Ok(Message::Request(r)) = Message::from_bytes(&t.payload)
+        {
+            tid = Some(r.tid);
+        }
+    }
+    tid.expect("a request was sent")
+}
+
+fn response(tid: u16, to: SocketAddrV4) -> Vec<u8> {
+    Message::Response(Response {
+        tid,
+        to,
+        id: None,
+        token: None,
+        closer_nodes: Vec::new(),
+        error: 0,
+        value: None,
+    })
+    .to_bytes()
+}
+
+#[test]
+fn reply_with_the_right_tid_from_another_address_is_dropped_and_counted() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let dest = addr(45_000);
+    let id = n.ping(now, dest);
+    let tid = sent_tid(&mut n, dest);
+    // Same IP, other port; then other IP, same port.
+    let spoofers = [
+        addr(45_001),
+        SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 45_000),
+    ];
+    for (i, spoof) in spoofers.into_iter().enumerate() {
+        n.handle_datagram(now, spoof, &response(tid, addr(30_000)));
+        assert_eq!(n.stats().wrong_source_responses, i as u64 + 1);
+        assert_eq!(n.poll_event(), None, "a spoofed reply completes nothing");
+        assert_eq!(n.inflight(), 1);
+    }
+    assert_eq!(n.stats().responses, 0);
+    n.handle_datagram(
+        now + Duration::from_millis(5),
+        dest,
+        &response(tid, addr(30_000)),
+    );
+    let Some(Event::Response { request, result }) = n.poll_event() else {
+        panic!("the real reply completes the request")
+    };
+    assert_eq!(request, id);
+    let reply = result.expect("a reply");
+    assert_eq!(reply.from, dest);
+    assert_eq!(reply.rtt, Duration::from_millis(5));
+    assert_eq!(n.inflight(), 0);
+    assert_eq!(
+        (n.stats().responses, n.stats().wrong_source_responses),
+        (1, 2)
+    );
+}
+
+#[test]
+fn transaction_ids_are_random_and_unique_among_requests_in_flight() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let mut tids = Vec::new();
+    for p in 0..64u16 {
+        n.ping(now, addr(50_000 + p));
+        tids.push(sent_tid(&mut n, addr(50_000 + p)));
+    }
+    let distinct: std::collections::BTreeSet<u16> = tids.iter().copied().collect();
+    assert_eq!(distinct.len(), tids.len(), "unique while in flight");
+    let sequential = tids
+        .windows(2)
+        .filter(|w| w[1] == w[0].wrapping_add(1))
+        .count();
+    assert!(sequential < 4, "not counted up: {tids:?}");
+    // The same seed gives the same ids (the core stays deterministic).
+    let mut m = persistent_node(now);
+    m.ping(now, addr(50_000));
+    assert_eq!(sent_tid(&mut m, addr(50_000)), tids[0]);
+}
+
 #[test]
 fn congestion_window_queues_beyond_80_sends() {
     let now = Instant::now();
