@@ -7,7 +7,7 @@
 use std::fmt::Debug;
 
 use crate::codec::{Decode, Encode, Reader, Writer};
-use crate::hyper::messages::*;
+use crate::hyperdht::messages::*;
 use crate::rpc::wire::Message;
 
 /// Decode → encode → decode → encode must agree.

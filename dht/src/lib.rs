@@ -8,7 +8,7 @@
 //! - [`rpc::Node`]: the sans-IO dht-rpc node (routing table, tokens, queries, handlers,
 //!   bootstrap, ephemeral → persistent); `runtime` (feature `tokio`) drives it over the `udx`
 //!   socket, and the `hyperdht` binary (feature `cli`) is a drop-in for JS's.
-//! - [`hyper::messages`]: hyperdht message values.
+//! - [`hyperdht::messages`]: hyperdht message values.
 //! - [`crypto`]: node ids, namespaces, key pairs, announce and mutable signatures.
 //!
 //! Contract: decoders take untrusted bytes, never panic, and return a [`codec::DecodeError`]
@@ -19,7 +19,7 @@ pub mod codec;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod hyper;
+pub mod hyperdht;
 pub mod rpc;
 #[cfg(feature = "tokio")]
 pub mod runtime;

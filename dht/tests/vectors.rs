@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use dht::codec::{Decode, Encode, Reader, Writer};
 use dht::crypto;
-use dht::hyper::messages::*;
+use dht::hyperdht::messages::*;
 use dht::rpc::wire::Message;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
