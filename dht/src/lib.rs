@@ -15,6 +15,20 @@
 //! with the offset of the failing field. Nothing in this crate does I/O except `runtime`
 //! (feature `tokio`); the cores take time as an argument and randomness from an injected seed.
 
+// Remote input never panics: no unwrap/expect/panic!/slice indexing anywhere in the library
+// (codec, rpc, hyperdht, crypto, runtime) outside tests. Opt-outs, each commented where it is:
+// the fuzz oracles (`fuzzing`, `rpc::fuzzing`). The `hyperdht` binary, its own crate root,
+// denies the same lints.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod codec;
 pub mod crypto;
 #[doc(hidden)]

@@ -12,9 +12,10 @@
 //! and streams share one UDP port; [`Dht::udx_socket`] hands out that socket for streams. A
 //! plain `tokio::net::UdpSocket` also implements the trait (see [`Dht::spawn`]).
 
-#![allow(clippy::disallowed_methods)] // the driver is where the clock and the OS RNG live
+// The driver is where the clock, the OS RNG and the socket live.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -386,9 +387,10 @@ async fn drive<S: DatagramSocket>(
     requests: mpsc::Sender<IncomingRequest>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut queries: HashMap<QueryId, oneshot::Sender<Result<QueryOutcome, QueryError>>> =
-        HashMap::new();
-    let mut reqs: HashMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>> = HashMap::new();
+    let mut queries: BTreeMap<QueryId, oneshot::Sender<Result<QueryOutcome, QueryError>>> =
+        BTreeMap::new();
+    let mut reqs: BTreeMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>> =
+        BTreeMap::new();
     let local = status.borrow().local_addr;
     loop {
         while let Some(t) = node.poll_transmit() {

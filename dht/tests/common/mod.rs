@@ -9,7 +9,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -43,14 +43,14 @@ impl Rng {
 pub struct Net {
     pub start: Instant,
     pub now: Instant,
-    pub nodes: HashMap<SocketAddrV4, Node>,
-    pub dead: HashSet<SocketAddrV4>,
+    pub nodes: BTreeMap<SocketAddrV4, Node>,
+    pub dead: BTreeSet<SocketAddrV4>,
     /// The datagram fabric.
     pub wire: netsim::Net,
     timers: BinaryHeap<Reverse<(Instant, SocketAddrV4)>>,
-    pub done: HashMap<(SocketAddrV4, QueryId), Result<QueryOutcome, QueryError>>,
-    pub persistent: HashSet<SocketAddrV4>,
-    pub ready: HashSet<SocketAddrV4>,
+    pub done: BTreeMap<(SocketAddrV4, QueryId), Result<QueryOutcome, QueryError>>,
+    pub persistent: BTreeSet<SocketAddrV4>,
+    pub ready: BTreeSet<SocketAddrV4>,
     pub rng: Rng,
     pub delivered: u64,
     /// User requests seen by each node (answered at once with value `b"ok"`, token and closer
@@ -69,8 +69,8 @@ impl Net {
         Self {
             start,
             now: start,
-            nodes: HashMap::new(),
-            dead: HashSet::new(),
+            nodes: BTreeMap::new(),
+            dead: BTreeSet::new(),
             wire: {
                 let mut w =
                     netsim::Net::new(start, seed ^ 0x6e65_7473_696d).with_stateless_default_links();
@@ -82,9 +82,9 @@ impl Net {
                 w
             },
             timers: BinaryHeap::new(),
-            done: HashMap::new(),
-            persistent: HashSet::new(),
-            ready: HashSet::new(),
+            done: BTreeMap::new(),
+            persistent: BTreeSet::new(),
+            ready: BTreeSet::new(),
             rng: Rng(seed),
             delivered: 0,
             user_requests: Vec::new(),
