@@ -7,7 +7,8 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use super::node::{Event, IncomingRequest, Node, Reply, addr6};
+use super::api::{Event, IncomingRequest, Reply, ReplyOpts};
+use super::node::{Node, addr6};
 use super::requests::{Match, Transmit};
 use super::routing::NodeId;
 use super::wire::{self, InternalCommand, Request, Response};
@@ -206,43 +207,25 @@ impl Node {
         self.outbox.push(to, b);
     }
 
-    /// Answers a user request with a value (`req.reply(value, { token, closerNodes })`; JS
-    /// defaults are `token: true, closer_nodes: true`).
-    pub fn reply(
-        &mut self,
-        req: &IncomingRequest,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
-    ) {
+    /// Answers a user request (`req.reply(value, opts)` / `req.error(code, opts)`), to the
+    /// requester or to `opts.to`.
+    ///
+    /// ```
+    /// # use dht::rpc::{IncomingRequest, Node, ReplyOpts};
+    /// # fn answer(node: &mut Node, req: &IncomingRequest) {
+    /// node.reply(req, ReplyOpts::value(Some(b"record".to_vec())));
+    /// node.reply(req, ReplyOpts { closer_nodes: false, ..ReplyOpts::error(2) });
+    /// # }
+    /// ```
+    pub fn reply(&mut self, req: &IncomingRequest, opts: ReplyOpts) {
         self.send_reply(
-            req.from,
+            opts.to.unwrap_or(req.from),
             req.tid,
             req.target.as_ref(),
-            0,
-            value,
-            token,
-            closer_nodes,
-        );
-    }
-
-    /// Answers a user request with an error code (`req.error(code, { token, closerNodes })`;
-    /// JS defaults are `token: false, closer_nodes: true`).
-    pub fn reply_error(
-        &mut self,
-        req: &IncomingRequest,
-        code: u64,
-        token: bool,
-        closer_nodes: bool,
-    ) {
-        self.send_reply(
-            req.from,
-            req.tid,
-            req.target.as_ref(),
-            code,
-            None,
-            token,
-            closer_nodes,
+            opts.error,
+            opts.value,
+            opts.token,
+            opts.closer_nodes,
         );
     }
 

@@ -7,8 +7,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
+use super::api::{Event, QueryId, Reply};
 use super::nat_sampler::NatSampler;
-use super::node::{Event, Node, QueryId, Reply};
+use super::node::Node;
 use super::query::{QueryKind, QueryOpts};
 use super::requests::Owner;
 use super::routing::NodeId;

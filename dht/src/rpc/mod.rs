@@ -19,6 +19,7 @@
 //! [`nat_sampler`], `requests` (in-flight requests, timers, send queue), `query` (iterative walk), `maintenance`
 //! (bootstrap, ticks, ephemeral → persistent), [`node`] (handlers and API).
 
+mod api;
 pub mod config;
 pub mod congestion;
 pub mod fuzzing;
@@ -37,11 +38,12 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, Limits};
-pub use node::{
-    Event, IncomingRequest, Node, QueryError, QueryId, QueryOutcome, Reply, RequestError,
-    RequestId, Stats,
+pub use api::{
+    Event, IncomingRequest, QueryError, QueryId, QueryOutcome, Reply, ReplyOpts, RequestError,
+    RequestId, RequestOpts, Stats,
 };
+pub use config::{Config, Limits};
+pub use node::Node;
 pub use query::QueryOpts;
 pub use requests::Transmit;
 pub use routing::NodeId;

@@ -10,12 +10,21 @@
 //! echo.
 //!
 //! Unlike JS, which binds a server and a client socket, this node uses one socket for
-//! everything (protocol-map 0.3: the DHT shares its port with UDX streams); the id is therefore
-//! sent in every datagram once the node is persistent.
+//! everything (the DHT shares its port with UDX streams, as hyperdht's `lib/connect.js` runs
+//! streams on `dht.io.serverSocket`); the id is therefore sent in every datagram once the node
+//! is persistent.
+//!
+//! Replies: a response completes a request only when it comes from the address the request
+//! was sent to and carries its transaction id; ids are random. JS (`dht-rpc/lib/io.js`
+//! `onmessage`) matches the id alone; we are stricter, so an off-path sender must know both.
+//! Others are dropped and counted in [`Stats::wrong_source_responses`].
 //!
 //! User (hyperdht) commands: [`Node::register_command`] declares a non-internal command number;
-//! requests for it come out as [`Event::Request`] and are answered with [`Node::reply`] /
-//! [`Node::reply_error`] (or [`Node::relay`]). Requests for commands nobody registered get
+//! requests for it come out as [`Event::Request`] and are answered with [`Node::reply`] and a
+//! [`ReplyOpts`](super::ReplyOpts) (or forwarded with [`Node::relay`]). A layer such as hyperdht composes the
+//! node through this API: it registers its commands, answers them with a value and a token,
+//! and walks the DHT with [`Node::query`] (a user command and value, `stream: true` for one
+//! [`Event::QueryReply`] per answer). Requests for commands nobody registered get
 //! JS's answer: `UNKNOWN_COMMAND` with closer nodes when the request had a target.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -25,6 +34,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use super::api::{Event, QueryId, Reply, RequestError, RequestId, RequestOpts, Stats};
 use super::config::Config;
 use super::maintenance::{BootState, NetCheck};
 use super::nat_sampler::NatSampler;
@@ -42,179 +52,6 @@ pub const DRAIN_INTERVAL: Duration = Duration::from_millis(750);
 pub const TICK_INTERVAL: Duration = Duration::from_millis(5000);
 /// A gap between ticks above this means the machine slept (`SLEEPING_INTERVAL`).
 pub const SLEEPING_INTERVAL: Duration = Duration::from_millis(15_000);
-
-/// Id of a caller's request ([`Node::request`], [`Node::ping`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
-
-/// Id of a query ([`Node::find_node`], [`Node::query`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueryId(pub u64);
-
-/// A response as the node hands it out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The responder's address.
-    pub from: SocketAddrV4,
-    /// The responder's id, only when it sent one that matches `from` (JS `validateId`).
-    pub from_id: Option<NodeId>,
-    /// Our address as the responder saw it.
-    pub to: SocketAddrV4,
-    /// A token for our IP, to present on a later write.
-    pub token: Option<[u8; 32]>,
-    /// Nodes closer to the target.
-    pub closer_nodes: Vec<SocketAddrV4>,
-    /// Error code, 0 = none.
-    pub error: u64,
-    /// Reply value.
-    pub value: Option<Vec<u8>>,
-    /// Time from the request's creation to this reply.
-    pub rtt: Duration,
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// No reply after all retries (JS `REQUEST_TIMEOUT`).
-    #[error("request timed out")]
-    TimedOut,
-    /// The in-flight table is full (bound `Limits::max_inflight`).
-    #[error("too many requests in flight")]
-    TooManyRequests,
-    /// The request was cancelled (JS `REQUEST_DESTROYED`).
-    #[error("request cancelled")]
-    Cancelled,
-}
-
-/// Why a query failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// The commit phase had no closest node to commit to (JS "Too few nodes responded").
-    #[error("too few nodes responded")]
-    TooFewNodes,
-    /// Every commit request failed.
-    #[error("all {0} commit requests failed")]
-    CommitFailed(usize),
-    /// Too many queries running (bound `Limits::max_queries`).
-    #[error("too many queries running")]
-    TooManyQueries,
-}
-
-/// Result of a finished query.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct QueryOutcome {
-    /// Up to k replies from persistent nodes with no error, closest to the target first
-    /// (`query.closestReplies`; their `closer_nodes` are left empty).
-    pub closest_replies: Vec<Reply>,
-    /// Replies with error 0.
-    pub successes: usize,
-    /// Replies with an error plus failed requests.
-    pub errors: usize,
-    /// Referral depth of the closest reply: 1 when it was a seed, +1 per closer-nodes hop.
-    pub hops: u8,
-}
-
-/// A request for a registered user command, to answer with [`Node::reply`] or
-/// [`Node::reply_error`]. Carries everything needed to answer, so the node keeps no state
-/// for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncomingRequest {
-    /// Sender address.
-    pub from: SocketAddrV4,
-    /// Sender id when valid.
-    pub from_id: Option<NodeId>,
-    /// Our address as the sender addressed us.
-    pub to: SocketAddrV4,
-    /// Transaction id.
-    pub tid: u16,
-    /// The token the sender presented (already checked: it is valid when present).
-    pub token: Option<[u8; 32]>,
-    /// Internal flag.
-    pub internal: bool,
-    /// Command number.
-    pub command: u64,
-    /// Target.
-    pub target: Option<NodeId>,
-    /// Value.
-    pub value: Option<Vec<u8>>,
-}
-
-/// What the node reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// The bootstrap finished (JS `ready`).
-    Ready,
-    /// The node became persistent: it now has an id and enters other nodes' tables.
-    Persistent {
-        /// Its id.
-        id: NodeId,
-    },
-    /// An adaptive node went back to ephemeral after a sleep (JS `ephemeral`).
-    Ephemeral,
-    /// The sampled external address changed (JS `nat-update`).
-    NatUpdate {
-        /// Host, if consistent.
-        host: Option<Ipv4Addr>,
-        /// Port, 0 when unknown.
-        port: u16,
-    },
-    /// The network health changed (JS `network-update` with `online` / `degraded`).
-    NetworkUpdate(super::health::NetworkState),
-    /// A request for a registered user command.
-    Request(IncomingRequest),
-    /// A caller's request finished.
-    Response {
-        /// Its id.
-        request: RequestId,
-        /// The reply or why none came.
-        result: Result<Reply, RequestError>,
-    },
-    /// A reply with error 0 seen by a query started with `stream: true` (JS query `data`).
-    QueryReply {
-        /// The query.
-        query: QueryId,
-        /// The reply.
-        reply: Reply,
-    },
-    /// A query finished.
-    QueryDone {
-        /// The query.
-        query: QueryId,
-        /// Outcome.
-        result: Result<QueryOutcome, QueryError>,
-    },
-}
-
-/// Counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Datagrams handed to `handle_datagram`.
-    pub datagrams: u64,
-    /// Datagrams dropped as undecodable or too short.
-    pub malformed: u64,
-    /// Requests received.
-    pub requests_in: u64,
-    /// Responses matched to an in-flight request.
-    pub responses: u64,
-    /// Responses with an unknown tid.
-    pub unmatched_responses: u64,
-    /// Responses whose tid is in flight but that came from another address than the one the
-    /// request went to; dropped (JS accepts them).
-    pub wrong_source_responses: u64,
-    /// Requests created.
-    pub requests_out: u64,
-    /// Request transmissions that timed out and were retried.
-    pub retries: u64,
-    /// Requests that timed out for good.
-    pub timeouts: u64,
-    /// Events dropped because the event queue was full (remote-driven events only).
-    pub dropped_events: u64,
-    /// DELAYED_PINGs refused because the delayed-reply list was full.
-    pub dropped_delayed_pings: u64,
-}
 
 /// The dht-rpc node. See the module docs for the I/O contract.
 #[derive(Debug)]
@@ -554,38 +391,27 @@ impl Node {
 
     // ---- commands --------------------------------------------------------------------
 
-    /// Sends a request (`dht.request`, or an internal one) and reports the outcome as
-    /// [`Event::Response`]. `retries` defaults to JS's 3.
-    #[allow(clippy::too_many_arguments)]
-    pub fn request(
-        &mut self,
-        now: Instant,
-        to: SocketAddrV4,
-        internal: bool,
-        command: u64,
-        target: Option<NodeId>,
-        value: Option<Vec<u8>>,
-        token: Option<[u8; 32]>,
-        retries: Option<u32>,
-    ) -> RequestId {
+    /// Sends a request to `to` (`dht.request`, or an internal one) and reports the outcome as
+    /// [`Event::Response`].
+    pub fn request(&mut self, now: Instant, to: SocketAddrV4, opts: RequestOpts) -> RequestId {
         self.next_request += 1;
         let id = RequestId(self.next_request);
         let req = Request {
             tid: 0,
             to,
             id: None,
-            token,
-            internal,
-            command,
-            target,
-            value,
+            token: opts.token,
+            internal: opts.internal,
+            command: opts.command,
+            target: opts.target,
+            value: opts.value,
         };
         let ok = self.create_request(
             now,
             to,
             None,
             req,
-            retries.unwrap_or(3),
+            opts.retries,
             self.config.request_timeout,
             Owner::User(id),
             false,
@@ -601,16 +427,7 @@ impl Node {
 
     /// PING (`dht.ping`).
     pub fn ping(&mut self, now: Instant, to: SocketAddrV4) -> RequestId {
-        self.request(
-            now,
-            to,
-            true,
-            InternalCommand::Ping.to_u64(),
-            None,
-            None,
-            None,
-            None,
-        )
+        self.request(now, to, RequestOpts::internal(InternalCommand::Ping))
     }
 
     /// DELAYED_PING (`dht.delayedPing`): the remote answers after `delay_ms`; this request waits

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use super::node::{Event, Node, QueryError, QueryId, QueryOutcome, Reply, RequestError};
+use super::api::{Event, QueryError, QueryId, QueryOutcome, Reply, RequestError};
+use super::node::Node;
 use super::requests::Owner;
 use super::routing::{NodeId, cmp_distance};
 use super::wire::{InternalCommand, Request};

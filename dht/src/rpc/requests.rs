@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 
+use super::api::{QueryId, RequestId};
 use super::congestion::CongestionWindow;
-use super::node::{QueryId, RequestId};
 use super::routing::{NodeId, TableNode};
 use super::wire::Request;
 use crate::codec::Encode;

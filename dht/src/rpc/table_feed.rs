@@ -6,7 +6,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
-use super::node::{Event, Node};
+use super::api::Event;
+use super::node::Node;
 use super::requests::Owner;
 use super::routing::{NodeId, TableNode};
 use super::wire::InternalCommand;

@@ -137,7 +137,13 @@ fn registered_user_command_is_handed_out_and_answered_with_token() {
         panic!("expected a request event")
     };
     assert_eq!(incoming.value.as_deref(), Some(&b"hi"[..]));
-    n.reply(&incoming, Some(b"ok".to_vec()), true, false);
+    n.reply(
+        &incoming,
+        ReplyOpts {
+            closer_nodes: false,
+            ..ReplyOpts::value(Some(b"ok".to_vec()))
+        },
+    );
     let t = n.poll_transmit().unwrap();
     let Ok(Message::Response(res)) = Message::from_bytes(&t.payload) else {
         panic!()
@@ -145,6 +151,35 @@ fn registered_user_command_is_handed_out_and_answered_with_token() {
     assert_eq!(res.tid, 9);
     assert_eq!(res.token, Some(n.token_for(Ipv4Addr::LOCALHOST)));
     assert_eq!(res.value.as_deref(), Some(&b"ok"[..]));
+}
+
+#[test]
+fn reply_goes_to_opts_to_with_a_token_for_that_address() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    n.register_command(4);
+    let r = req(9, false, 4);
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+    let Some(Event::Request(incoming)) = n.poll_event() else {
+        panic!("expected a request event")
+    };
+    let client = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 41_000);
+    n.reply(
+        &incoming,
+        ReplyOpts {
+            to: Some(client),
+            ..ReplyOpts::error(3)
+        },
+    );
+    let t = n.poll_transmit().unwrap();
+    assert_eq!(t.to, client);
+    let Ok(Message::Response(res)) = Message::from_bytes(&t.payload) else {
+        panic!()
+    };
+    assert_eq!(
+        (res.tid, res.to, res.error, res.token),
+        (9, client, 3, None)
+    );
 }
 
 #[test]
@@ -477,7 +512,7 @@ fn cancelled_query_sends_nothing_more_and_reports_nothing() {
     assert!(std::iter::from_fn(|| n.poll_event()).all(|e| !matches!(e, Event::QueryDone { .. })));
 }
 
-/// reliability-tests F3: every command 0..=255, internal or not, with and without a target and
+/// Command space (`dht-rpc/index.js` `_onrequest`): every command 0..=255, internal or not, with and without a target and
 /// value, gets at most one reply, and that reply is a success (known internal commands) or
 /// UNKNOWN_COMMAND; nothing panics.
 #[test]
@@ -520,7 +555,7 @@ fn every_command_number_gets_js_s_answer_or_silence() {
     }
 }
 
-/// reliability-tests A1: one reply datagram per request, and the reply/request size ratio of
+/// Amplification (`dht-rpc/lib/io.js` `_sendReply` sizes): one reply datagram per request, and the reply/request size ratio of
 /// the documented table (an ephemeral requester, a persistent responder with a full table):
 /// PING 11 B -> 42 B, FIND_NODE 43 B -> 163 B.
 #[test]

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome};
+use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome, ReplyOpts};
 
 /// A tiny deterministic RNG (SplitMix64) for the harness itself.
 #[derive(Debug, Clone)]
@@ -56,6 +56,8 @@ pub struct Net {
     /// User requests seen by each node (answered at once with value `b"ok"`, token and closer
     /// nodes, as a hyperdht handler would).
     pub user_requests: Vec<(SocketAddrV4, dht::rpc::IncomingRequest)>,
+    /// Replies streamed by queries started with `stream: true`, per querying node.
+    pub query_replies: Vec<(SocketAddrV4, QueryId, dht::rpc::Reply)>,
 }
 
 pub fn addr_of(i: u32) -> SocketAddrV4 {
@@ -88,6 +90,7 @@ impl Net {
             rng: Rng(seed),
             delivered: 0,
             user_requests: Vec::new(),
+            query_replies: Vec::new(),
         }
     }
 
@@ -137,9 +140,12 @@ impl Net {
         while let Some(e) = node.poll_event() {
             match e {
                 Event::Request(r) => {
-                    node.reply(&r, Some(b"ok".to_vec()), true, true);
+                    node.reply(&r, ReplyOpts::value(Some(b"ok".to_vec())));
                     self.user_requests.push((addr, r));
                     answered = true;
+                }
+                Event::QueryReply { query, reply } => {
+                    self.query_replies.push((addr, query, reply));
                 }
                 Event::QueryDone { query, result } => {
                     self.done.insert((addr, query), result);
