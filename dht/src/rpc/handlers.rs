@@ -117,11 +117,11 @@ impl Node {
                     let Some(v) = req.value.as_deref().filter(|v| v.len() >= 6) else {
                         return;
                     };
-                    if self.checks < super::maintenance::MAX_CHECKS
+                    if self.maintenance.can_check()
                         && let Some(addr) = v.get(..6).and_then(addr6)
                     {
                         let id = node_id(&addr);
-                        let tick = self.tick;
+                        let tick = self.maintenance.tick();
                         if let Some(n) = self.table.get_mut(&id)
                             && (n.pinged < tick || n.down_hints == 0)
                         {

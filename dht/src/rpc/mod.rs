@@ -16,7 +16,7 @@
 //! measures the heap staying flat under 350,000 requests from one address).
 //!
 //! Layout: [`wire`] (datagrams), [`routing`] (k-buckets), [`tokens`], [`congestion`],
-//! [`nat_sampler`], `requests` (in-flight requests, timers, send queue), `query` (iterative walk), `maintenance`
+//! [`nat_sampler`], `requests` (in-flight requests, timers, send queue), `query` (the iterative walk, no I/O), `queries` (the node running its walks), `maintenance`
 //! (bootstrap, ticks, ephemeral → persistent), [`node`] (handlers and API).
 
 mod api;
@@ -28,6 +28,7 @@ pub mod health;
 pub mod maintenance;
 pub mod nat_sampler;
 pub mod node;
+mod queries;
 mod query;
 mod requests;
 pub mod routing;

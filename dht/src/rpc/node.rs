@@ -36,9 +36,9 @@ use rand_core::{RngCore, SeedableRng};
 
 use super::api::{Event, QueryId, Reply, RequestError, RequestId, RequestOpts, Stats};
 use super::config::Config;
-use super::maintenance::{BootState, NetCheck};
+use super::maintenance::Maintenance;
 use super::nat_sampler::NatSampler;
-use super::query::{Query, QueryOpts};
+use super::query::{QueryOpts, QueryWalk};
 use super::requests::{Expired, NewRequest, Outbox, Owner, Requests, Transmit};
 use super::routing::{NodeId, RoutingTable, TableNode};
 use super::tokens::Tokens;
@@ -69,18 +69,9 @@ pub struct Node {
     pub(crate) adaptive: bool,
     pub(crate) force_persistent: bool,
     pub(crate) bootstrapped: bool,
-    pub(crate) boot: BootState,
-    pub(crate) net_check: Option<NetCheck>,
-    pub(crate) tick: u64,
-    pub(crate) refresh_ticks: i64,
-    pub(crate) stable_ticks: i64,
-    pub(crate) last_host: Option<Option<Ipv4Addr>>,
-    pub(crate) repinging: u32,
-    pub(crate) checks: u32,
-    pub(crate) down_hints_sent: u32,
+    pub(crate) maintenance: Maintenance,
     pub(crate) non_persistent_samples: Vec<SocketAddrV4>,
-    pub(crate) queries: BTreeMap<QueryId, Query>,
-    pub(crate) health: super::health::Health,
+    pub(crate) queries: BTreeMap<QueryId, QueryWalk>,
     pub(crate) next_query_id: u64,
     next_request: u64,
     pub(crate) registered: BTreeSet<u64>,
@@ -140,22 +131,9 @@ impl Node {
             adaptive,
             force_persistent,
             bootstrapped: false,
-            boot: BootState::default(),
-            net_check: None,
-            tick,
-            refresh_ticks,
-            stable_ticks: if adaptive {
-                super::maintenance::STABLE_TICKS
-            } else {
-                0
-            },
-            last_host: None,
-            repinging: 0,
-            checks: 0,
-            down_hints_sent: 0,
+            maintenance: Maintenance::new(tick, refresh_ticks, adaptive),
             non_persistent_samples: Vec::new(),
             queries: BTreeMap::new(),
-            health: super::health::Health::default(),
             next_query_id: 0,
             next_request: 0,
             registered: BTreeSet::new(),
@@ -353,10 +331,7 @@ impl Node {
     /// A retransmission timer fired (`oncycle`).
     fn on_cycle(&mut self, now: Instant, e: Expired) {
         if let Some(q) = e.slow_query {
-            if let Some(query) = self.queries.get_mut(&q) {
-                query.slow += 1;
-            }
-            self.query_read_more(now, q);
+            self.on_query_slow(now, q);
         }
         if e.exhausted {
             self.stats.timeouts += 1;
@@ -563,11 +538,11 @@ impl Node {
                 request: id,
                 result: Ok(reply),
             }),
-            Owner::Query(q) => self.query_on_visit(now, q, to, reply, cycled),
-            Owner::Commit(q) => self.query_on_commit(now, q, true),
+            Owner::Query(q) => self.on_query_reply(now, q, to, reply, cycled),
+            Owner::Commit(q) => self.on_query_commit(now, q, true),
             Owner::DownHint(_) => {}
             Owner::Check { id, last_seen } => {
-                self.checks = self.checks.saturating_sub(1);
+                self.maintenance.check_ended();
                 if self.table.get(&id).is_some_and(|n| n.seen <= last_seen) {
                     self.remove_node(&id);
                 }
@@ -580,10 +555,10 @@ impl Node {
                 if self.table.get(&old).is_none_or(|n| n.seen <= last_seen) {
                     self.swap(now, *newcomer, &old);
                 } else {
-                    self.repinging = self.repinging.saturating_sub(1);
+                    self.maintenance.reping_ended();
                 }
             }
-            Owner::QuickFirewall => self.boot.test_nat = true,
+            Owner::QuickFirewall => self.maintenance.quick_firewall_answered(),
             Owner::FirewallCheck => self.net_check_reply(now, Some(reply)),
         }
     }
@@ -602,11 +577,11 @@ impl Node {
                 request: id,
                 result: Err(err),
             }),
-            Owner::Query(q) => self.query_on_error(now, q, to, err, cycled),
-            Owner::Commit(q) => self.query_on_commit(now, q, false),
+            Owner::Query(q) => self.on_query_failure(now, q, to, err, cycled),
+            Owner::Commit(q) => self.on_query_commit(now, q, false),
             Owner::DownHint(_) | Owner::QuickFirewall => {}
             Owner::Check { id, .. } => {
-                self.checks = self.checks.saturating_sub(1);
+                self.maintenance.check_ended();
                 self.remove_node(&id);
             }
             Owner::Reping { newcomer, old, .. } => self.swap(now, *newcomer, &old),
@@ -615,7 +590,7 @@ impl Node {
     }
 
     pub(crate) fn swap(&mut self, now: Instant, newcomer: TableNode, old: &NodeId) {
-        self.repinging = self.repinging.saturating_sub(1);
+        self.maintenance.reping_ended();
         self.remove_node(old);
         self.add_table_node(now, newcomer);
     }
