@@ -548,3 +548,7 @@ impl QueryWalk {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "query_tests.rs"]
+mod tests;

@@ -8,8 +8,8 @@
 //! (JS: unbounded `inflight` array), at most
 //! [`Limits::max_transmits`](super::Limits::max_transmits) datagrams waiting to be sent
 //! (beyond that datagrams are dropped and counted, as a full UDP socket buffer would). The
-//! timer heap and the congestion queue keep stale entries until they surface and are compacted
-//! when they pass twice the live count, so both stay within a constant factor of the table.
+//! timer heap and the congestion queue keep stale entries until they surface, and are compacted
+//! when they pass twice the live count plus 64, so both stay within that bound.
 //!
 //! Transaction ids are drawn at random from the table's own ChaCha20 stream (seeded by the
 //! node), unique among the requests in flight. JS counts up from a random start
@@ -299,6 +299,8 @@ impl Requests {
         let r = self.inflight.remove(&tid)?;
         self.congestion.recv();
         self.pop_stale_timers();
+        self.compact_timers();
+        self.compact_queue();
         Some(Finished {
             to: r.req.to,
             to_id: r.to_id,
@@ -426,7 +428,8 @@ impl Requests {
         }
     }
 
-    /// Drops stale timers once they outnumber live requests (amortised O(1) per send).
+    /// Drops stale timers once they pass twice the live count (amortised O(1) per call: the
+    /// table must shrink by half again before the next compaction).
     fn compact_timers(&mut self) {
         if self.timers.len() > 2 * self.inflight.len() + 64 {
             let timers = std::mem::take(&mut self.timers);
@@ -449,3 +452,7 @@ impl Requests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "requests_tests.rs"]
+mod tests;
