@@ -83,19 +83,13 @@ impl Node {
                     if delay > self.config.max_ping_delay_ms {
                         return;
                     }
-                    if self.delayed.len() >= self.config.limits.max_delayed_pings {
+                    if !self.delayed.has_room() {
                         self.stats.dropped_delayed_pings += 1;
                         return;
                     }
                     let payload = self.reply_bytes(from, req.tid, None, 0, None, false, false);
-                    self.delayed_seq += 1;
-                    self.delayed.insert(
-                        (
-                            now + Duration::from_millis(u64::from(delay)),
-                            self.delayed_seq,
-                        ),
-                        Transmit { to: from, payload },
-                    );
+                    let at = now + Duration::from_millis(u64::from(delay));
+                    self.delayed.push(at, Transmit { to: from, payload });
                 }
                 Some(InternalCommand::PingNat) => {
                     let Some(port) = req.value.as_deref().and_then(le_u16) else {

@@ -39,7 +39,7 @@ use super::config::Config;
 use super::maintenance::Maintenance;
 use super::nat_sampler::NatSampler;
 use super::query::{QueryOpts, QueryWalk};
-use super::requests::{Expired, NewRequest, Outbox, Owner, Requests, Transmit};
+use super::requests::{DelayedReplies, Expired, NewRequest, Outbox, Owner, Requests, Transmit};
 use super::routing::{NodeId, RoutingTable, TableNode};
 use super::tokens::Tokens;
 use super::wire::{InternalCommand, Message, Request};
@@ -76,9 +76,7 @@ pub struct Node {
     next_request: u64,
     pub(crate) registered: BTreeSet<u64>,
     events: VecDeque<Event>,
-    /// DELAYED_PING replies by due time, then arrival order.
-    pub(crate) delayed: BTreeMap<(Instant, u64), Transmit>,
-    pub(crate) delayed_seq: u64,
+    pub(crate) delayed: DelayedReplies,
     next_drain: Instant,
     next_tick: Instant,
     pub(crate) stats: Stats,
@@ -138,8 +136,7 @@ impl Node {
             next_request: 0,
             registered: BTreeSet::new(),
             events: VecDeque::new(),
-            delayed: BTreeMap::new(),
-            delayed_seq: 0,
+            delayed: DelayedReplies::new(config.limits.max_delayed_pings),
             next_drain: now + DRAIN_INTERVAL,
             next_tick: now + TICK_INTERVAL,
             stats: Stats::default(),
@@ -263,8 +260,8 @@ impl Node {
         if let Some(d) = self.requests.next_deadline() {
             t = t.min(d);
         }
-        if let Some(((d, _), _)) = self.delayed.first_key_value() {
-            t = t.min(*d);
+        if let Some(d) = self.delayed.next_due() {
+            t = t.min(d);
         }
         Some(t)
     }
@@ -319,13 +316,7 @@ impl Node {
         while let Some(e) = self.requests.pop_expired(now) {
             self.on_cycle(now, e);
         }
-        while let Some(entry) = self.delayed.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let t = entry.remove();
-            self.outbox.push(t.to, t.payload);
-        }
+        self.delayed.release(now, &mut self.outbox);
     }
 
     /// A retransmission timer fired (`oncycle`).

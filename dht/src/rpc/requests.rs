@@ -75,6 +75,58 @@ impl Outbox {
     }
 }
 
+/// Replies held back until their time (DELAYED_PING: `dht-rpc/index.js` `_onrequest` answers
+/// after `setTimeout(delay)`), earliest first. Bounded by
+/// [`Limits::max_delayed_pings`](super::Limits::max_delayed_pings).
+#[derive(Debug)]
+pub(crate) struct DelayedReplies {
+    /// By due time, then arrival order.
+    due: BTreeMap<(Instant, u64), Transmit>,
+    seq: u64,
+    max: usize,
+}
+
+impl DelayedReplies {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            due: BTreeMap::new(),
+            seq: 0,
+            max,
+        }
+    }
+
+    /// Whether another reply can be held.
+    pub(crate) fn has_room(&self) -> bool {
+        self.due.len() < self.max
+    }
+
+    /// Holds `t` until `at`; false (and nothing held) when full.
+    pub(crate) fn push(&mut self, at: Instant, t: Transmit) -> bool {
+        if !self.has_room() {
+            return false;
+        }
+        self.seq += 1;
+        self.due.insert((at, self.seq), t);
+        true
+    }
+
+    /// When the earliest held reply is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.due.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Moves every reply due at `now` to the outbox, earliest first.
+    pub(crate) fn release(&mut self, now: Instant, out: &mut Outbox) {
+        while let Some(entry) = self.due.first_entry() {
+            if entry.key().0 > now {
+                return;
+            }
+            let t = entry.remove();
+            out.push(t.to, t.payload);
+        }
+    }
+}
+
 /// Who is waiting for a request's outcome.
 #[derive(Debug, Clone)]
 pub(crate) enum Owner {
