@@ -444,10 +444,7 @@ impl Node {
 
     /// Cancels a caller's request; no event follows.
     pub fn cancel_request(&mut self, id: RequestId) {
-        for t in self
-            .requests
-            .owned_by(|o| matches!(o, Owner::User(x) if *x == id))
-        {
+        for t in self.requests.of_user(id) {
             self.requests.finish(t);
         }
     }

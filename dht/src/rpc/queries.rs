@@ -40,9 +40,7 @@ impl Node {
         if self.queries.remove(&id).is_none() {
             return;
         }
-        let tids = self.requests.owned_by(
-            |o| matches!(o, Owner::Query(x) | Owner::DownHint(x) | Owner::Commit(x) if *x == id),
-        );
+        let tids = self.requests.of_query(id, true);
         for t in tids {
             self.requests.finish(t);
         }
@@ -277,9 +275,7 @@ impl Node {
         let Some(walk) = self.queries.remove(&id) else {
             return;
         };
-        let tids = self
-            .requests
-            .owned_by(|o| matches!(o, Owner::Query(x) | Owner::DownHint(x) if *x == id));
+        let tids = self.requests.of_query(id, false);
         for t in tids {
             self.requests.cancel_session_request(t);
         }

@@ -15,11 +15,12 @@
 //! node), unique among the requests in flight. JS counts up from a random start
 //! (`IO._tid`); random ids make an off-path guess of the next id as hard as a guess of any id.
 //!
-//! Cost: creating, answering and timing out a request is O(log n); the next deadline is read
-//! from the top of a heap of `(deadline, tid)` in O(1).
+//! Cost: creating, answering, timing out and cancelling a request is O(log n); the next
+//! deadline is read from the top of a heap of `(deadline, tid)` in O(1); a query's or a
+//! caller's requests are found through an index by owner.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
@@ -152,6 +153,33 @@ pub(crate) enum Owner {
     FirewallCheck,
 }
 
+/// Who owns a request, as far as cancelling goes: a caller's request, or one of a query's
+/// visits, DOWN_HINTs and commits (in that order, so a query's visits and hints are one range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum OwnerKey {
+    User(RequestId),
+    Query(QueryId, QueryRole),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum QueryRole {
+    Visit,
+    DownHint,
+    Commit,
+}
+
+impl Owner {
+    fn key(&self) -> Option<OwnerKey> {
+        match self {
+            Owner::User(id) => Some(OwnerKey::User(*id)),
+            Owner::Query(q) => Some(OwnerKey::Query(*q, QueryRole::Visit)),
+            Owner::DownHint(q) => Some(OwnerKey::Query(*q, QueryRole::DownHint)),
+            Owner::Commit(q) => Some(OwnerKey::Query(*q, QueryRole::Commit)),
+            _ => None,
+        }
+    }
+}
+
 /// What a new request needs.
 #[derive(Debug)]
 pub(crate) struct NewRequest {
@@ -227,6 +255,8 @@ pub(crate) struct Requests {
     /// Retransmission timers `(deadline, tid, serial)`, earliest on top; stale entries are
     /// skipped when they surface.
     timers: BinaryHeap<Reverse<(Instant, u16, u64)>>,
+    /// Requests by owner, for cancelling a query's or a caller's requests without a scan.
+    by_owner: BTreeSet<(OwnerKey, u16)>,
     congestion: CongestionWindow,
     rng: ChaCha20Rng,
     next_serial: u64,
@@ -239,6 +269,7 @@ impl Requests {
             inflight: BTreeMap::new(),
             queue: VecDeque::new(),
             timers: BinaryHeap::new(),
+            by_owner: BTreeSet::new(),
             congestion: CongestionWindow::new(max_window),
             rng,
             next_serial: 0,
@@ -267,6 +298,9 @@ impl Requests {
             tid = self.rng.next_u32() as u16;
         }
         self.next_serial += 1;
+        if let Some(key) = new.owner.key() {
+            self.by_owner.insert((key, tid));
+        }
         let mut req = new.req;
         req.tid = tid;
         req.to = to;
@@ -349,6 +383,9 @@ impl Requests {
     /// Removes a request, freeing its congestion slot.
     pub(crate) fn finish(&mut self, tid: u16) -> Option<Finished> {
         let r = self.inflight.remove(&tid)?;
+        if let Some(key) = r.owner.key() {
+            self.by_owner.remove(&(key, tid));
+        }
         self.congestion.recv();
         self.pop_stale_timers();
         self.compact_timers();
@@ -369,13 +406,25 @@ impl Requests {
         self.finish(tid);
     }
 
-    /// The tids of requests whose owner satisfies `f` (O(n); used when a query or a caller's
-    /// request is cancelled).
-    pub(crate) fn owned_by(&self, f: impl Fn(&Owner) -> bool) -> Vec<u16> {
-        self.inflight
-            .iter()
-            .filter(|(_, r)| f(&r.owner))
-            .map(|(t, _)| *t)
+    /// The requests of query `q`: its visits and DOWN_HINTs, and its commits when
+    /// `with_commits` (O(log n + found)).
+    pub(crate) fn of_query(&self, q: QueryId, with_commits: bool) -> Vec<u16> {
+        let last = if with_commits {
+            QueryRole::Commit
+        } else {
+            QueryRole::DownHint
+        };
+        let from = (OwnerKey::Query(q, QueryRole::Visit), 0);
+        let to = (OwnerKey::Query(q, last), u16::MAX);
+        self.by_owner.range(from..=to).map(|(_, t)| *t).collect()
+    }
+
+    /// The requests of caller's request `id`.
+    pub(crate) fn of_user(&self, id: RequestId) -> Vec<u16> {
+        let key = OwnerKey::User(id);
+        self.by_owner
+            .range((key, 0)..=(key, u16::MAX))
+            .map(|(_, t)| *t)
             .collect()
     }
 

@@ -139,9 +139,35 @@ fn timers_and_queue_stay_bounded_under_churn() {
         );
         assert!(r.queue.len() <= 2 * r.len() + 65, "queue {}", r.queue.len());
         if r.len() > 1_000 {
-            for t in r.owned_by(|_| true) {
+            for t in r.inflight.keys().copied().collect::<Vec<_>>() {
                 r.finish(t);
             }
         }
     }
+}
+
+#[test]
+fn a_querys_requests_are_found_by_owner() {
+    let t0 = Instant::now();
+    let mut r = table(80);
+    let (q, other) = (QueryId(1), QueryId(2));
+    let visit = r.create(t0, addr(1), ping(Owner::Query(q))).unwrap();
+    let hint = r.create(t0, addr(2), ping(Owner::DownHint(q))).unwrap();
+    let commit = r.create(t0, addr(3), ping(Owner::Commit(q))).unwrap();
+    r.create(t0, addr(4), ping(Owner::Query(other))).unwrap();
+    let user = r
+        .create(t0, addr(5), ping(Owner::User(RequestId(1))))
+        .unwrap();
+    let sorted = |mut v: Vec<u16>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(r.of_query(q, false)), sorted(vec![visit, hint]));
+    assert_eq!(
+        sorted(r.of_query(q, true)),
+        sorted(vec![visit, hint, commit])
+    );
+    assert_eq!(r.of_user(RequestId(1)), vec![user]);
+    r.finish(hint);
+    assert_eq!(r.of_query(q, false), vec![visit]);
 }
