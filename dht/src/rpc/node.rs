@@ -57,7 +57,7 @@ pub const SLEEPING_INTERVAL: Duration = Duration::from_millis(15_000);
 #[derive(Debug)]
 pub struct Node {
     pub(crate) config: Config,
-    pub(crate) rng: ChaCha20Rng,
+    rng: ChaCha20Rng,
     pub(crate) requests: Requests,
     pub(crate) outbox: Outbox,
     pub(crate) tokens: Tokens,

@@ -362,43 +362,44 @@ impl QueryWalk {
         if let Some((to, down)) = self.down_hints.pop_front() {
             return Step::DownHint { to, down };
         }
-        {
-            if self.committing {
-                return Step::Wait;
-            }
-            if !self.after_visits {
-                let concurrency = (if self.slowdown { 3 } else { self.concurrency }) + self.slow;
-                let mut visits = Vec::new();
-                while self.inflight + visits.len() < concurrency {
-                    let Some(next) = self.pending.pop() else {
-                        break;
-                    };
-                    if self.is_closer(&next.id) {
-                        visits.push(next);
-                    }
-                }
-                if !visits.is_empty() {
-                    self.inflight += visits.len();
-                    self.after_visits = true;
-                    return Step::Visit(visits);
-                }
-            }
-            self.after_visits = false;
-            if !self.from_table && self.successes == 0 && self.errors == 0 {
-                self.slowdown = true;
-            }
-            if !self.pending.is_empty() {
-                return Step::Wait;
-            }
-            if self.inflight == 0 || (self.slow == self.inflight && self.closest.len() >= self.k) {
-                if !self.from_table && self.successes < self.k / 4 {
-                    // Nothing is pending here, so the table is asked for k nodes.
-                    return Step::TableNodes(self.table_want().unwrap_or(self.k));
-                }
-                return Step::Flush;
-            }
-            Step::Wait
+        if self.committing {
+            return Step::Wait;
         }
+        // The first half of `_readMore`: fill the concurrency with the closest pending nodes.
+        if !self.after_visits {
+            let concurrency = (if self.slowdown { 3 } else { self.concurrency }) + self.slow;
+            let mut visits = Vec::new();
+            while self.inflight + visits.len() < concurrency {
+                let Some(next) = self.pending.pop() else {
+                    break;
+                };
+                if self.is_closer(&next.id) {
+                    visits.push(next);
+                }
+            }
+            if !visits.is_empty() {
+                self.inflight += visits.len();
+                self.after_visits = true;
+                return Step::Visit(visits);
+            }
+        }
+        // The second half, once those visits went out: slow start, then the end of the walk.
+        self.after_visits = false;
+        if !self.from_table && self.successes == 0 && self.errors == 0 {
+            self.slowdown = true;
+        }
+        if !self.pending.is_empty() {
+            return Step::Wait;
+        }
+        if self.inflight == 0 || (self.slow == self.inflight && self.closest.len() >= self.k) {
+            if !self.from_table && self.successes < self.k / 4 {
+                // Nothing is pending here, so the table is asked for k nodes; the next call
+                // starts over with them.
+                return Step::TableNodes(self.table_want().unwrap_or(self.k));
+            }
+            return Step::Flush;
+        }
+        Step::Wait
     }
 
     /// The oldest DOWN_HINT waiting: `(to, down)`. The node sends them right after the reply
