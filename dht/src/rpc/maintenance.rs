@@ -2,7 +2,7 @@
 //! transition with its firewall check (`dht-rpc/index.js` `_bootstrap`, `_ontick`,
 //! `_pingSome`, `_check`, `_updateNetworkState`, `_checkIfFirewalled`).
 //!
-//! Contract: [`Maintenance`] owns the schedule and the counters (tick, refresh and stable
+//! Contract: `Maintenance` owns the schedule and the counters (tick, refresh and stable
 //! countdowns, concurrent checks and re-pings, the DOWN_HINT budget, bootstrap progress, the
 //! running firewall check, network health) behind narrow methods; the node's side below asks
 //! it what is due and sends the requests. `now` is passed in, nothing here does I/O.

@@ -16,8 +16,12 @@
 //! measures the heap staying flat under 350,000 requests from one address).
 //!
 //! Layout: [`wire`] (datagrams), [`routing`] (k-buckets), [`tokens`], [`congestion`],
-//! [`nat_sampler`], `requests` (in-flight requests, timers, send queue), `query` (the iterative walk, no I/O), `queries` (the node running its walks), `maintenance`
-//! (bootstrap, ticks, ephemeral → persistent), [`node`] (handlers and API).
+//! [`nat_sampler`], `api` (the public ids, replies, events and option structs), `requests`
+//! (the request table: transaction ids, timer heap, congestion queue, outbox), `query` (the
+//! iterative walk as a state machine, no I/O), `queries` (the node running its walks),
+//! [`maintenance`] (the tick schedule and counters; bootstrap, liveness checks, ephemeral →
+//! persistent), `table_feed` (the routing table fed from the network), `handlers` (inbound
+//! requests and responses), [`node`] (the node and its API).
 
 mod api;
 pub mod config;
