@@ -13,7 +13,7 @@ use blake2::digest::{Digest, Mac};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::codec::{Encode, Writer};
-use crate::hyper::messages::{MutableSignable, Peer};
+use crate::hyperdht::messages::{MutableSignable, Peer};
 
 type Blake2b256 = blake2::Blake2b<U32>;
 type Blake2bMac256 = blake2::Blake2bMac<U32>;

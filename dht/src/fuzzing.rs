@@ -4,10 +4,18 @@
 //! the value is encoded, decoded again and compared, and the canonical encoding must be stable.
 //! The assertions here are the fuzz oracle, so this module is allowed to panic.
 
+// Opt-out of the crate's no-panic lints: this is the oracle, and failing loudly is its job.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
 use std::fmt::Debug;
 
 use crate::codec::{Decode, Encode, Reader, Writer};
-use crate::hyper::messages::*;
+use crate::hyperdht::messages::*;
 use crate::rpc::wire::Message;
 
 /// Decode → encode → decode → encode must agree.

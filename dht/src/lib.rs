@@ -8,18 +8,32 @@
 //! - [`rpc::Node`]: the sans-IO dht-rpc node (routing table, tokens, queries, handlers,
 //!   bootstrap, ephemeral → persistent); `runtime` (feature `tokio`) drives it over the `udx`
 //!   socket, and the `hyperdht` binary (feature `cli`) is a drop-in for JS's.
-//! - [`hyper::messages`]: hyperdht message values.
+//! - [`hyperdht::messages`]: hyperdht message values.
 //! - [`crypto`]: node ids, namespaces, key pairs, announce and mutable signatures.
 //!
 //! Contract: decoders take untrusted bytes, never panic, and return a [`codec::DecodeError`]
 //! with the offset of the failing field. Nothing in this crate does I/O except `runtime`
 //! (feature `tokio`); the cores take time as an argument and randomness from an injected seed.
 
+// Remote input never panics: no unwrap/expect/panic!/slice indexing anywhere in the library
+// (codec, rpc, hyperdht, crypto, runtime) outside tests. Opt-outs, each commented where it is:
+// the fuzz oracles (`fuzzing`, `rpc::fuzzing`). The `hyperdht` binary, its own crate root,
+// denies the same lints.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod codec;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod hyper;
+pub mod hyperdht;
 pub mod rpc;
 #[cfg(feature = "tokio")]
 pub mod runtime;

@@ -12,9 +12,10 @@
 //! and streams share one UDP port; [`Dht::udx_socket`] hands out that socket for streams. A
 //! plain `tokio::net::UdpSocket` also implements the trait (see [`Dht::spawn`]).
 
-#![allow(clippy::disallowed_methods)] // the driver is where the clock and the OS RNG live
+// The driver is where the clock, the OS RNG and the socket live.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -23,9 +24,10 @@ use std::sync::Arc;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::rpc::wire::InternalCommand;
 use crate::rpc::{
     Config, Event, IncomingRequest, Node, NodeId, QueryError, QueryId, QueryOpts, QueryOutcome,
-    Reply, RequestError, RequestId,
+    Reply, ReplyOpts, RequestError, RequestId, RequestOpts,
 };
 
 /// Commands the handle may queue before `send` waits (bounded channel).
@@ -149,19 +151,12 @@ enum Command {
     Query(QueryOpts, oneshot::Sender<Result<QueryOutcome, QueryError>>),
     Request {
         to: SocketAddrV4,
-        internal: bool,
-        command: u64,
-        target: Option<NodeId>,
-        value: Option<Vec<u8>>,
-        token: Option<[u8; 32]>,
+        opts: RequestOpts,
         done: oneshot::Sender<Result<Reply, RequestError>>,
     },
     Reply {
         req: Box<IncomingRequest>,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
+        opts: ReplyOpts,
     },
     Register(u64),
     ToArray(oneshot::Sender<Vec<SocketAddrV4>>),
@@ -183,11 +178,21 @@ impl std::fmt::Debug for Command {
     }
 }
 
-fn v4(a: SocketAddr) -> Result<SocketAddrV4, DhtError> {
+/// The IPv4 form of `a`: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack
+/// socket reports) becomes `a.b.c.d`, so the node sees one form of each peer's address and
+/// matches replies to requests by it.
+fn as_v4(a: SocketAddr) -> Option<SocketAddrV4> {
     match a {
-        SocketAddr::V4(a) => Ok(a),
-        other => Err(DhtError::NotIpv4(other)),
+        SocketAddr::V4(a) => Some(a),
+        SocketAddr::V6(a) => a
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| SocketAddrV4::new(ip, a.port())),
     }
+}
+
+fn v4(a: SocketAddr) -> Result<SocketAddrV4, DhtError> {
+    as_v4(a).ok_or(DhtError::NotIpv4(a))
 }
 
 fn bind_udx(addr: SocketAddrV4) -> Result<(udx::socket::Socket, SocketAddrV4), DhtError> {
@@ -206,9 +211,20 @@ fn seed() -> [u8; 32] {
 impl Dht {
     /// Binds a udx socket on `addr` (port 0 = any) and starts a node with `config` on it.
     pub async fn bind(addr: SocketAddrV4, config: Config) -> Result<Self, DhtError> {
+        Self::bind_udx_node(addr, |local, now, seed| {
+            Node::new(config, local.port(), now, seed)
+        })
+    }
+
+    /// The one path of [`Dht::bind`] and [`Dht::bootstrapper`]: bind a udx socket, build the
+    /// node for the bound address with tokio's clock and an OS seed, drive it on the socket.
+    fn bind_udx_node(
+        addr: SocketAddrV4,
+        node: impl FnOnce(SocketAddrV4, std::time::Instant, [u8; 32]) -> Node,
+    ) -> Result<Self, DhtError> {
         let (socket, local) = bind_udx(addr)?;
         let now = tokio::time::Instant::now().into_std();
-        let node = Node::new(config, local.port(), now, seed());
+        let node = node(local, now, seed());
         let mut dht = Self::spawn(
             UdxDatagrams::new(socket.clone(), DATAGRAM_QUEUE),
             local,
@@ -231,17 +247,10 @@ impl Dht {
         public: SocketAddrV4,
         config: Config,
     ) -> Result<Self, DhtError> {
-        let (socket, local) = bind_udx(bind)?;
-        let public = SocketAddrV4::new(*public.ip(), local.port());
-        let now = tokio::time::Instant::now().into_std();
-        let node = Node::bootstrapper(config, public, now, seed());
-        let mut dht = Self::spawn(
-            UdxDatagrams::new(socket.clone(), DATAGRAM_QUEUE),
-            local,
-            node,
-        );
-        dht.udx = Some(socket);
-        Ok(dht)
+        Self::bind_udx_node(bind, |local, now, seed| {
+            let public = SocketAddrV4::new(*public.ip(), local.port());
+            Node::bootstrapper(config, public, now, seed)
+        })
     }
 
     /// Drives `node` over `socket` in a new task.
@@ -306,33 +315,17 @@ impl Dht {
         self.query(QueryOpts::new(target)).await
     }
 
-    /// Sends one request.
-    pub async fn request(
-        &self,
-        to: SocketAddrV4,
-        internal: bool,
-        command: u64,
-        target: Option<NodeId>,
-        value: Option<Vec<u8>>,
-        token: Option<[u8; 32]>,
-    ) -> Result<Reply, DhtError> {
+    /// Sends one request to `to`.
+    pub async fn request(&self, to: SocketAddrV4, opts: RequestOpts) -> Result<Reply, DhtError> {
         let (done, rx) = oneshot::channel();
-        self.send(Command::Request {
-            to,
-            internal,
-            command,
-            target,
-            value,
-            token,
-            done,
-        })
-        .await?;
+        self.send(Command::Request { to, opts, done }).await?;
         Ok(rx.await.map_err(|_| DhtError::Shutdown)??)
     }
 
     /// PING.
     pub async fn ping(&self, to: SocketAddrV4) -> Result<Reply, DhtError> {
-        self.request(to, true, 0, None, None, None).await
+        self.request(to, RequestOpts::internal(InternalCommand::Ping))
+            .await
     }
 
     /// Table members, most recently seen first.
@@ -353,21 +346,11 @@ impl Dht {
         self.requests.lock().await.recv().await
     }
 
-    /// Answers a user request (`error` 0 = success).
-    pub async fn reply(
-        &self,
-        req: IncomingRequest,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
-    ) -> Result<(), DhtError> {
+    /// Answers a user request ([`Node::reply`]).
+    pub async fn reply(&self, req: IncomingRequest, opts: ReplyOpts) -> Result<(), DhtError> {
         self.send(Command::Reply {
             req: Box::new(req),
-            error,
-            value,
-            token,
-            closer_nodes,
+            opts,
         })
         .await
     }
@@ -386,9 +369,10 @@ async fn drive<S: DatagramSocket>(
     requests: mpsc::Sender<IncomingRequest>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut queries: HashMap<QueryId, oneshot::Sender<Result<QueryOutcome, QueryError>>> =
-        HashMap::new();
-    let mut reqs: HashMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>> = HashMap::new();
+    let mut queries: BTreeMap<QueryId, oneshot::Sender<Result<QueryOutcome, QueryError>>> =
+        BTreeMap::new();
+    let mut reqs: BTreeMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>> =
+        BTreeMap::new();
     let local = status.borrow().local_addr;
     loop {
         while let Some(t) = node.poll_transmit() {
@@ -437,12 +421,11 @@ async fn drive<S: DatagramSocket>(
             r = socket.recv_from(&mut buf) => {
                 let now = tokio::time::Instant::now().into_std();
                 match r {
-                    Ok((n, SocketAddr::V4(from))) => {
-                        if let Some(d) = buf.get(..n) {
+                    Ok((n, from)) => {
+                        if let (Some(from), Some(d)) = (as_v4(from), buf.get(..n)) {
                             node.handle_datagram(now, from, d);
                         }
                     }
-                    Ok(_) => {}
                     // The udx socket was closed under us: nothing more will arrive.
                     Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
                     Err(e) => tracing::debug!("recv failed: {e}"),
@@ -456,17 +439,11 @@ async fn drive<S: DatagramSocket>(
                         let q = node.query(now, opts);
                         queries.insert(q, tx);
                     }
-                    Some(Command::Request { to, internal, command, target, value, token, done }) => {
-                        let r = node.request(now, to, internal, command, target, value, token, None);
+                    Some(Command::Request { to, opts, done }) => {
+                        let r = node.request(now, to, opts);
                         reqs.insert(r, done);
                     }
-                    Some(Command::Reply { req, error, value, token, closer_nodes }) => {
-                        if error == 0 {
-                            node.reply(&req, value, token, closer_nodes);
-                        } else {
-                            node.reply_error(&req, error, token, closer_nodes);
-                        }
-                    }
+                    Some(Command::Reply { req, opts }) => node.reply(&req, opts),
                     Some(Command::Register(c)) => node.register_command(c),
                     Some(Command::ToArray(tx)) => {
                         let _ = tx.send(node.to_array());

@@ -44,11 +44,11 @@ impl<T: HexBytes> HexBytes for Option<T> {
 }
 
 fn to_hex(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
-        s.push(char::from(D[usize::from(x >> 4)]));
-        s.push(char::from(D[usize::from(x & 15)]));
+        for nibble in [x >> 4, x & 15] {
+            s.extend(char::from_digit(u32::from(nibble), 16));
+        }
     }
     s
 }

@@ -1,6 +1,8 @@
 //! The `hyperdht` binary: a bootstrap node and `--nodes 3 --persistent` against it, on
 //! 127.0.0.1, with JS's output lines. Needs `--features cli`.
 #![cfg(feature = "cli")]
+// A test of a real process: it reads its output on a thread and picks a free port with a socket.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

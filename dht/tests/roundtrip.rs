@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use dht::codec::{Decode, Encode, MAX_SAFE_UINT, Reader, Writer};
-use dht::hyper::messages::*;
+use dht::hyperdht::messages::*;
 use dht::rpc::wire::{Message, Request, Response};
 use proptest::collection::vec;
 use proptest::option::of;

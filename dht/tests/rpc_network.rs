@@ -199,3 +199,60 @@ fn commit_phase_resends_the_command_with_each_closest_nodes_token() {
             >= 20
     );
 }
+
+/// What a hyperdht layer does on top of `rpc::Node` with public API only: register its command,
+/// answer requests with a value and a token, and walk the DHT with that command and a value,
+/// reading each node's answer as it arrives.
+#[test]
+fn user_command_query_streams_each_nodes_reply_as_an_event() {
+    let (mut net, addrs) = network(6, 30);
+    for n in net.nodes.values_mut() {
+        n.register_command(7);
+    }
+    let at = addrs[0];
+    let target = net.rng.bytes32();
+    let now = net.now;
+    let q = net.nodes.get_mut(&at).unwrap().query(
+        now,
+        dht::rpc::QueryOpts {
+            internal: false,
+            command: 7,
+            value: Some(b"lookup".to_vec()),
+            stream: true,
+            ..dht::rpc::QueryOpts::new(target)
+        },
+    );
+    net.run_for(Duration::from_millis(1));
+    let out = net
+        .wait_query(at, q, Duration::from_secs(60))
+        .expect("finished")
+        .expect("ok");
+    let streamed: Vec<_> = net
+        .query_replies
+        .iter()
+        .filter(|(node, query, _)| *node == at && *query == q)
+        .map(|(_, _, r)| r)
+        .collect();
+    assert_eq!(
+        streamed.len(),
+        out.successes,
+        "one event per successful reply"
+    );
+    assert!(streamed.len() >= 20);
+    for r in &streamed {
+        assert_eq!(r.value.as_deref(), Some(&b"ok"[..]));
+        assert!(r.token.is_some(), "the handler's reply carried a token");
+    }
+    let asked = net
+        .user_requests
+        .iter()
+        .filter(|(_, r)| r.target == Some(target))
+        .count();
+    assert!(asked >= streamed.len());
+    assert!(
+        net.user_requests
+            .iter()
+            .filter(|(_, r)| r.target == Some(target))
+            .all(|(_, r)| r.value.as_deref() == Some(&b"lookup"[..]) && r.command == 7)
+    );
+}

@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use dht::crypto::node_id;
-use dht::rpc::Config;
 use dht::rpc::wire::errors::UNKNOWN_COMMAND;
+use dht::rpc::{Config, ReplyOpts, RequestOpts};
 use dht::runtime::Dht;
 
 fn local() -> SocketAddrV4 {
@@ -49,15 +49,13 @@ async fn nodes_over_udp_find_each_other_and_serve_user_commands() {
     assert_eq!(pong.to, nodes[1].local_addr());
 
     // user command 42: unknown until registered, then answered by the application
+    let user_42 = RequestOpts {
+        target: Some([7; 32]),
+        value: Some(b"q".to_vec()),
+        ..RequestOpts::user(42)
+    };
     let r = nodes[0]
-        .request(
-            nodes[1].local_addr(),
-            false,
-            42,
-            Some([7; 32]),
-            Some(b"q".to_vec()),
-            None,
-        )
+        .request(nodes[1].local_addr(), user_42.clone())
         .await
         .unwrap();
     assert_eq!(r.error, UNKNOWN_COMMAND);
@@ -68,19 +66,18 @@ async fn nodes_over_udp_find_each_other_and_serve_user_commands() {
         let req = server.next_request().await.unwrap();
         assert_eq!(req.value.as_deref(), Some(&b"q"[..]));
         server
-            .reply(req, 0, Some(b"a".to_vec()), true, false)
+            .reply(
+                req,
+                ReplyOpts {
+                    closer_nodes: false,
+                    ..ReplyOpts::value(Some(b"a".to_vec()))
+                },
+            )
             .await
             .unwrap();
     });
     let r = nodes[0]
-        .request(
-            nodes[1].local_addr(),
-            false,
-            42,
-            Some([7; 32]),
-            Some(b"q".to_vec()),
-            None,
-        )
+        .request(nodes[1].local_addr(), user_42.clone())
         .await
         .unwrap();
     handler.await.unwrap();

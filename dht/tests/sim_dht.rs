@@ -155,7 +155,7 @@ fn simulate(n: u32, queries: usize, seed: u64) -> (Report, Report) {
     let persistent = net.nodes.values().filter(|x| x.id().is_some()).count();
     let heap = live_bytes() - heap0;
     let tables: usize = net.nodes.values().map(|x| x.table().len()).sum();
-    // reliability-tests C1: every table fills well beyond its seed (the bootstrap node).
+    // Table fill: every table fills well beyond its seed (the bootstrap node).
     let smallest = net
         .nodes
         .values()

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use dht::codec::{Decode, Encode, Reader, Writer};
 use dht::crypto;
-use dht::hyper::messages::*;
+use dht::hyperdht::messages::*;
 use dht::rpc::wire::Message;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -420,7 +420,9 @@ fn topic_hashes_and_discovery_keys() {
 
 #[test]
 fn protocol_map_known_answers() {
-    // protocol-map §2.3, §3.3, §3.4: values verified against JS independently of our generator.
+    // Node id (dht-rpc `lib/peer.js` `id`), key pair (hyperdht `lib/crypto.js` `createKeyPair`)
+    // and the message values below: known answers computed with the JS packages, independently
+    // of our generator.
     assert_eq!(
         hex::encode(crypto::node_id(&"127.0.0.1:49737".parse().unwrap())),
         "d1dcf835b0d62b9230c41393cb96a34f5f8b9f814f421ca3382dfc1678022e0e"

@@ -144,7 +144,7 @@ fn js_answers_unknown_commands_as_the_codec_expects() {
     // nodes, at a persistent node: a token and no error.
     let mut lookup = internal(InternalCommand::Ping, Some(target), None);
     lookup.internal = false;
-    lookup.command = dht::hyper::Command::Lookup.to_u64();
+    lookup.command = dht::hyperdht::Command::Lookup.to_u64();
     let (res, _) = client.request(net.bootstrap, lookup.clone());
     assert_eq!(res.error, errors::UNKNOWN_COMMAND);
     assert!(res.id.is_none());

@@ -7,6 +7,15 @@
 //! - `--persistent` (ours): nodes become persistent as soon as their address checks out
 //!   (`ephemeral: false` in JS) instead of after JS's 20 stable minutes.
 
+// The binary keeps the library's no-panic rule (bad flags and addresses are reported, not
+// unwrapped); it is its own crate root, so the rule is repeated here.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use clap::Parser;

@@ -7,8 +7,9 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use super::io::Transmit;
-use super::node::{Event, IncomingRequest, Node, Reply, addr6};
+use super::api::{Event, IncomingRequest, Reply, ReplyOpts};
+use super::node::{Node, addr6};
+use super::requests::{Match, Transmit};
 use super::routing::NodeId;
 use super::wire::{self, InternalCommand, Request, Response};
 use crate::codec::Encode;
@@ -22,9 +23,16 @@ impl Node {
     }
 
     pub(crate) fn on_response(&mut self, now: Instant, from: SocketAddrV4, res: Response) {
-        let Some(r) = self.io.finish(res.tid) else {
-            self.stats.unmatched_responses += 1;
-            return;
+        let r = match self.requests.answer(res.tid, from) {
+            Match::Answer(r) => r,
+            Match::Unknown => {
+                self.stats.unmatched_responses += 1;
+                return;
+            }
+            Match::WrongSource => {
+                self.stats.wrong_source_responses += 1;
+                return;
+            }
         };
         self.stats.responses += 1;
         let from_id = Self::validate_id(res.id, &from);
@@ -46,17 +54,14 @@ impl Node {
         self.stats.requests_in += 1;
         let from_id = Self::validate_id(req.id, &from);
         if let Some(t) = &req.token
-            && !self.io.tokens.is_valid(*from.ip(), t)
+            && !self.tokens.is_valid(*from.ip(), t)
         {
-            self.send_reply(
-                from,
-                req.tid,
-                req.target.as_ref(),
-                wire::errors::INVALID_TOKEN,
-                None,
-                true,
-                true,
-            );
+            // A fresh token comes with the refusal, so the sender can retry.
+            let opts = ReplyOpts {
+                token: true,
+                ..ReplyOpts::error(wire::errors::INVALID_TOKEN)
+            };
+            self.send_reply(from, req.tid, req.target.as_ref(), opts);
             return;
         }
         if from_id.is_some() {
@@ -66,7 +71,7 @@ impl Node {
         if req.internal {
             match InternalCommand::from_u64(req.command) {
                 Some(InternalCommand::Ping) => {
-                    self.send_reply(from, req.tid, None, 0, None, false, false);
+                    self.send_reply(from, req.tid, None, ReplyOpts::empty());
                 }
                 Some(InternalCommand::DelayedPing) => {
                     let Some(delay) = req.value.as_deref().and_then(le_u32) else {
@@ -75,15 +80,13 @@ impl Node {
                     if delay > self.config.max_ping_delay_ms {
                         return;
                     }
-                    if self.delayed.len() >= self.config.limits.max_delayed_pings {
+                    if !self.delayed.has_room() {
                         self.stats.dropped_delayed_pings += 1;
                         return;
                     }
-                    let payload = self.reply_bytes(from, req.tid, None, 0, None, false, false);
-                    self.delayed.push((
-                        now + Duration::from_millis(u64::from(delay)),
-                        Transmit { to: from, payload },
-                    ));
+                    let payload = self.reply_bytes(from, req.tid, None, ReplyOpts::empty());
+                    let at = now + Duration::from_millis(u64::from(delay));
+                    self.delayed.push(at, Transmit { to: from, payload });
                 }
                 Some(InternalCommand::PingNat) => {
                     let Some(port) = req.value.as_deref().and_then(le_u16) else {
@@ -93,23 +96,27 @@ impl Node {
                         return;
                     }
                     let to = SocketAddrV4::new(*from.ip(), port);
-                    self.send_reply(to, req.tid, None, 0, None, false, false);
+                    self.send_reply(to, req.tid, None, ReplyOpts::empty());
                 }
                 Some(InternalCommand::FindNode) => {
                     if target.is_none() {
                         return;
                     }
-                    self.send_reply(from, req.tid, target.as_ref(), 0, None, false, true);
+                    let opts = ReplyOpts {
+                        closer_nodes: true,
+                        ..ReplyOpts::empty()
+                    };
+                    self.send_reply(from, req.tid, target.as_ref(), opts);
                 }
                 Some(InternalCommand::DownHint) => {
                     let Some(v) = req.value.as_deref().filter(|v| v.len() >= 6) else {
                         return;
                     };
-                    if self.checks < super::maintenance::MAX_CHECKS
+                    if self.maintenance.can_check()
                         && let Some(addr) = v.get(..6).and_then(addr6)
                     {
                         let id = node_id(&addr);
-                        let tick = self.tick;
+                        let tick = self.maintenance.tick();
                         if let Some(n) = self.table.get_mut(&id)
                             && (n.pinged < tick || n.down_hints == 0)
                         {
@@ -117,7 +124,7 @@ impl Node {
                             self.check(now, id);
                         }
                     }
-                    self.send_reply(from, req.tid, None, 0, None, false, false);
+                    self.send_reply(from, req.tid, None, ReplyOpts::empty());
                 }
                 None => self.reply_unknown_command(from, req.tid, target.as_ref()),
             }
@@ -140,18 +147,16 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A response to request `tid` (`_sendReply`), addressed to `to` (`opts.to` is the
+    /// caller's business). Closer nodes need the request's `target`.
     pub(crate) fn reply_bytes(
         &self,
         to: SocketAddrV4,
         tid: u16,
         target: Option<&NodeId>,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
+        opts: ReplyOpts,
     ) -> Vec<u8> {
-        let closer = match (target, closer_nodes) {
+        let closer = match (target, opts.closer_nodes) {
             (Some(t), true) => self
                 .table
                 .closest(t, self.table.k())
@@ -164,75 +169,46 @@ impl Node {
             tid,
             to,
             id: self.id(),
-            token: token.then(|| self.io.tokens.token(*to.ip())),
+            token: opts.token.then(|| self.tokens.token(*to.ip())),
             closer_nodes: closer,
-            error,
-            value,
+            error: opts.error,
+            value: opts.value,
         }
         .to_bytes()
     }
 
-    /// `_sendReply`.
     /// JS's answer to a command nobody handles: UNKNOWN_COMMAND, no token, closer nodes when
-    /// the request had a target.
+    /// the request had a target (`req.error`'s defaults).
     fn reply_unknown_command(&mut self, to: SocketAddrV4, tid: u16, target: Option<&NodeId>) {
-        let error = wire::errors::UNKNOWN_COMMAND;
-        self.send_reply(to, tid, target, error, None, false, true);
+        let opts = ReplyOpts::error(wire::errors::UNKNOWN_COMMAND);
+        self.send_reply(to, tid, target, opts);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Queues [`Node::reply_bytes`] for `to`.
     pub(crate) fn send_reply(
         &mut self,
         to: SocketAddrV4,
         tid: u16,
         target: Option<&NodeId>,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
+        opts: ReplyOpts,
     ) {
-        let b = self.reply_bytes(to, tid, target, error, value, token, closer_nodes);
-        self.io.push_transmit(to, b);
+        let b = self.reply_bytes(to, tid, target, opts);
+        self.outbox.push(to, b);
     }
 
-    /// Answers a user request with a value (`req.reply(value, { token, closerNodes })`; JS
-    /// defaults are `token: true, closer_nodes: true`).
-    pub fn reply(
-        &mut self,
-        req: &IncomingRequest,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
-    ) {
-        self.send_reply(
-            req.from,
-            req.tid,
-            req.target.as_ref(),
-            0,
-            value,
-            token,
-            closer_nodes,
-        );
-    }
-
-    /// Answers a user request with an error code (`req.error(code, { token, closerNodes })`;
-    /// JS defaults are `token: false, closer_nodes: true`).
-    pub fn reply_error(
-        &mut self,
-        req: &IncomingRequest,
-        code: u64,
-        token: bool,
-        closer_nodes: bool,
-    ) {
-        self.send_reply(
-            req.from,
-            req.tid,
-            req.target.as_ref(),
-            code,
-            None,
-            token,
-            closer_nodes,
-        );
+    /// Answers a user request (`req.reply(value, opts)` / `req.error(code, opts)`), to the
+    /// requester or to `opts.to`.
+    ///
+    /// ```
+    /// # use dht::rpc::{IncomingRequest, Node, ReplyOpts};
+    /// # fn answer(node: &mut Node, req: &IncomingRequest) {
+    /// node.reply(req, ReplyOpts::value(Some(b"record".to_vec())));
+    /// node.reply(req, ReplyOpts { closer_nodes: false, ..ReplyOpts::error(2) });
+    /// # }
+    /// ```
+    pub fn reply(&mut self, req: &IncomingRequest, opts: ReplyOpts) {
+        let to = opts.to.unwrap_or(req.from);
+        self.send_reply(to, req.tid, req.target.as_ref(), opts);
     }
 
     /// Re-sends the incoming request, with a new value, as a request to `to` (`req.relay`).
@@ -247,7 +223,7 @@ impl Node {
             target: req.target,
             value,
         };
-        self.io.push_transmit(to, r.to_bytes());
+        self.outbox.push(to, r.to_bytes());
     }
 }
 

@@ -2,15 +2,20 @@
 //! transition with its firewall check (`dht-rpc/index.js` `_bootstrap`, `_ontick`,
 //! `_pingSome`, `_check`, `_updateNetworkState`, `_checkIfFirewalled`).
 //!
-//! Contract: methods of the sans-IO [`Node`]; `now` is passed in, nothing here does I/O.
+//! Contract: `Maintenance` owns the schedule and the counters (tick, refresh and stable
+//! countdowns, concurrent checks and re-pings, the DOWN_HINT budget, bootstrap progress, the
+//! running firewall check, network health) behind narrow methods; the node's side below asks
+//! it what is due and sends the requests. `now` is passed in, nothing here does I/O.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
-use super::io::Owner;
+use super::api::{Event, QueryId, Reply};
+use super::health::{Health, NetworkState};
 use super::nat_sampler::NatSampler;
-use super::node::{Event, Node, QueryId, Reply};
+use super::node::Node;
 use super::query::{QueryKind, QueryOpts};
+use super::requests::Owner;
 use super::routing::NodeId;
 use super::wire::InternalCommand;
 use crate::crypto::node_id;
@@ -65,16 +70,152 @@ pub(crate) struct NetCheck {
     purpose: CheckPurpose,
 }
 
+/// The maintenance schedule and counters (`dht-rpc/index.js` `_tick`, `_refreshTicks`,
+/// `_stableTicks`, `_lastHost`, `_repinging`, `_checks`, `_downHintsSent`, `_bootstrap`).
+#[derive(Debug, Clone)]
+pub(crate) struct Maintenance {
+    tick: u64,
+    refresh_ticks: i64,
+    stable_ticks: i64,
+    last_host: Option<Option<Ipv4Addr>>,
+    repinging: u32,
+    checks: u32,
+    down_hints_sent: u32,
+    boot: BootState,
+    net_check: Option<NetCheck>,
+    health: Health,
+}
+
+impl Maintenance {
+    /// `tick` and `refresh_ticks` start at JS's random offsets; an adaptive node waits
+    /// `STABLE_TICKS` before its first persistence check.
+    pub(crate) fn new(tick: u64, refresh_ticks: i64, adaptive: bool) -> Self {
+        Self {
+            tick,
+            refresh_ticks,
+            stable_ticks: if adaptive { STABLE_TICKS } else { 0 },
+            last_host: None,
+            repinging: 0,
+            checks: 0,
+            down_hints_sent: 0,
+            boot: BootState::default(),
+            net_check: None,
+            health: Health::default(),
+        }
+    }
+
+    /// The current tick (table entries remember when they were added, pinged and seen in it).
+    pub(crate) fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// A query ran: the next idle refresh is `REFRESH_TICKS` away.
+    pub(crate) fn touch_refresh(&mut self) {
+        self.refresh_ticks = REFRESH_TICKS;
+    }
+
+    /// Spends one DOWN_HINT of this tick's budget (`downHintsRateLimit`; `None` = unlimited).
+    pub(crate) fn take_down_hint(&mut self, limit: Option<u32>) -> bool {
+        if limit.is_some_and(|l| self.down_hints_sent >= l) {
+            return false;
+        }
+        self.down_hints_sent += 1;
+        true
+    }
+
+    /// Room for one more DOWN_HINT-triggered check (`_checks < 10`).
+    pub(crate) fn can_check(&self) -> bool {
+        self.checks < MAX_CHECKS
+    }
+
+    pub(crate) fn check_started(&mut self) {
+        self.checks += 1;
+    }
+
+    pub(crate) fn check_ended(&mut self) {
+        self.checks = self.checks.saturating_sub(1);
+    }
+
+    /// Room for one more full-row re-ping (`_repinging < 3`).
+    pub(crate) fn can_reping(&self) -> bool {
+        self.repinging < MAX_REPINGING
+    }
+
+    pub(crate) fn reping_started(&mut self) {
+        self.repinging += 1;
+    }
+
+    pub(crate) fn reping_ended(&mut self) {
+        self.repinging = self.repinging.saturating_sub(1);
+    }
+
+    /// The quick firewall PING_NAT of the bootstrap came back.
+    pub(crate) fn quick_firewall_answered(&mut self) {
+        self.boot.test_nat = true;
+    }
+
+    /// `_onwakeup`'s bookkeeping; returns the new network state when it changed.
+    fn wakeup(&mut self) -> Option<NetworkState> {
+        self.tick += 2 * OLD_NODE;
+        self.tick = self.tick + 6 - (self.tick & 7);
+        self.stable_ticks = MORE_STABLE_TICKS;
+        self.refresh_ticks = 1;
+        self.last_host = None;
+        let before = self.health.state();
+        self.health.reset();
+        (before != self.health.state()).then(|| self.health.state())
+    }
+
+    /// An adaptive ephemeral node's stable countdown; true when a persistence check is due
+    /// (the host changed since the last one).
+    fn stable_check_due(&mut self, host: Option<Ipv4Addr>) -> bool {
+        self.stable_ticks -= 1;
+        if self.stable_ticks > 0 {
+            return false;
+        }
+        if self.last_host == Some(host) {
+            self.stable_ticks = MORE_STABLE_TICKS;
+            return false;
+        }
+        true
+    }
+
+    /// Every 8th tick the oldest members are pinged.
+    fn ping_due(&self) -> bool {
+        self.tick & 7 == 0
+    }
+
+    /// A refresh is due every 64th tick while the table is small, otherwise after
+    /// `REFRESH_TICKS` idle ticks. JS short-circuits: the countdown only moves when the first
+    /// condition is false.
+    fn refresh_due(&mut self, small_table: bool) -> bool {
+        if self.tick & 63 == 0 && small_table {
+            return true;
+        }
+        self.refresh_ticks -= 1;
+        self.refresh_ticks <= 0
+    }
+
+    /// The end of a tick: a new DOWN_HINT budget and a health sample; returns the new network
+    /// state when it changed.
+    fn end_tick(&mut self, responses: u64, timeouts: u64) -> Option<NetworkState> {
+        self.down_hints_sent = 0;
+        let before = self.health.state();
+        let after = self.health.update(responses, timeouts);
+        (before != after).then_some(after)
+    }
+}
+
 impl Node {
     /// Starts a bootstrap round (`_backgroundQuery(table.id)`).
     pub(crate) fn start_boot_round(&mut self, now: Instant) {
-        if self.boot.round == 0 {
-            self.boot.first =
+        if self.maintenance.boot.round == 0 {
+            self.maintenance.boot.first =
                 self.firewalled && self.config.quick_firewall && !self.force_persistent;
         }
         let target = *self.table.id();
         let q = self.background_query(now, target, QueryKind::Bootstrap);
-        self.boot.query = q;
+        self.maintenance.boot.query = q;
         if q.is_none() {
             self.finish_boot();
         }
@@ -82,10 +223,10 @@ impl Node {
 
     /// A bootstrap query reply with error 0 (`ondata` in `_bootstrap`).
     pub(crate) fn boot_on_data(&mut self, now: Instant, from: SocketAddrV4) {
-        if !self.boot.first {
+        if !self.maintenance.boot.first {
             return;
         }
-        self.boot.first = false;
+        self.maintenance.boot.first = false;
         let value = self.local_port.to_le_bytes().to_vec();
         self.internal_request(
             now,
@@ -98,8 +239,8 @@ impl Node {
 
     /// A bootstrap round's query ended.
     pub(crate) fn boot_after_round(&mut self, now: Instant) {
-        self.boot.query = None;
-        if self.bootstrapped || (!self.boot.test_nat && !self.force_persistent) {
+        self.maintenance.boot.query = None;
+        if self.bootstrapped || (!self.maintenance.boot.test_nat && !self.force_persistent) {
             self.finish_boot();
             return;
         }
@@ -107,13 +248,13 @@ impl Node {
         match self.update_network_state(now, only_firewall, CheckPurpose::Boot) {
             Some(true) => self.boot_next_round(now),
             Some(false) => self.finish_boot(),
-            None => self.boot.checking = true,
+            None => self.maintenance.boot.checking = true,
         }
     }
 
     fn boot_next_round(&mut self, now: Instant) {
-        self.boot.round += 1;
-        if self.boot.round >= 2 || self.bootstrapped {
+        self.maintenance.boot.round += 1;
+        if self.maintenance.boot.round >= 2 || self.bootstrapped {
             self.finish_boot();
         } else {
             self.start_boot_round(now);
@@ -136,7 +277,7 @@ impl Node {
         target: NodeId,
         kind: QueryKind,
     ) -> Option<QueryId> {
-        self.refresh_ticks = REFRESH_TICKS;
+        self.maintenance.touch_refresh();
         let c = self.config.concurrency;
         let bg = c.min((c / 8).max(2));
         let opts = QueryOpts {
@@ -162,15 +303,8 @@ impl Node {
 
     /// `_onwakeup`.
     pub(crate) fn on_wakeup(&mut self) {
-        self.tick += 2 * OLD_NODE;
-        self.tick = self.tick + 6 - (self.tick & 7);
-        self.stable_ticks = MORE_STABLE_TICKS;
-        self.refresh_ticks = 1;
-        self.last_host = None;
-        let before = self.health.state();
-        self.health.reset();
-        if before != self.health.state() {
-            self.emit(Event::NetworkUpdate(self.health.state()));
+        if let Some(state) = self.maintenance.wakeup() {
+            self.emit(Event::NetworkUpdate(state));
         }
         if self.adaptive && !self.ephemeral {
             self.ephemeral = true;
@@ -181,45 +315,34 @@ impl Node {
     /// `_ontick` (every 5 s). `advance` is false right after a wakeup (which moved the tick).
     pub(crate) fn on_tick(&mut self, now: Instant, advance: bool) {
         if advance {
-            self.tick += 1;
+            self.maintenance.tick += 1;
         }
         if !self.bootstrapped {
             return;
         }
-        if self.adaptive && self.ephemeral {
-            self.stable_ticks -= 1;
-            if self.stable_ticks <= 0 {
-                if self.last_host == Some(self.nat.host) {
-                    self.stable_ticks = MORE_STABLE_TICKS;
-                } else {
-                    self.update_network_state(now, false, CheckPurpose::Stable);
-                }
-            }
+        if self.adaptive && self.ephemeral && self.maintenance.stable_check_due(self.nat.host) {
+            self.update_network_state(now, false, CheckPurpose::Stable);
         }
-        if self.tick & 7 == 0 {
+        if self.maintenance.ping_due() {
             self.ping_some(now);
         }
-        // JS short-circuits: `--_refreshTicks` only runs when the first condition is false.
-        let small_table_refresh = self.tick & 63 == 0 && self.table.len() < self.table.k();
-        if small_table_refresh || {
-            self.refresh_ticks -= 1;
-            self.refresh_ticks <= 0
-        } {
+        if self
+            .maintenance
+            .refresh_due(self.table.len() < self.table.k())
+        {
             self.refresh(now);
         }
-        self.down_hints_sent = 0;
-        let before = self.health.state();
-        let after = self
-            .health
-            .update(self.stats.responses, self.stats.timeouts);
-        if before != after {
-            self.emit(Event::NetworkUpdate(after));
+        if let Some(state) = self
+            .maintenance
+            .end_tick(self.stats.responses, self.stats.timeouts)
+        {
+            self.emit(Event::NetworkUpdate(state));
         }
     }
 
     /// `_pingSome`: check the oldest few members.
     fn ping_some(&mut self, now: Instant) {
-        let mut cnt = if self.io.inflight.len() > 2 { 3 } else { 5 };
+        let mut cnt = if self.requests.len() > 2 { 3 } else { 5 };
         let oldest: Vec<(NodeId, u64)> = self
             .table
             .oldest_first()
@@ -231,12 +354,13 @@ impl Node {
             self.refresh(now);
             return;
         };
-        if self.tick.saturating_sub(first.1) < RECENT_NODE {
+        let tick = self.maintenance.tick();
+        if tick.saturating_sub(first.1) < RECENT_NODE {
             cnt = 2;
         }
         for (id, pinged) in oldest.into_iter().take(cnt) {
             // JS `continue`s without advancing, so the first node pinged this tick ends the walk.
-            if pinged == self.tick {
+            if pinged == tick {
                 break;
             }
             self.check(now, id);
@@ -245,13 +369,13 @@ impl Node {
 
     /// `_check`: ping a member; drop it if it fails or stays silent.
     pub(crate) fn check(&mut self, now: Instant, id: NodeId) {
-        let tick = self.tick;
+        let tick = self.maintenance.tick();
         let Some(n) = self.table.get_mut(&id) else {
             return;
         };
         n.pinged = tick;
         let (addr, last_seen) = (n.addr, n.seen);
-        self.checks += 1;
+        self.maintenance.check_started();
         if !self.internal_request(
             now,
             addr,
@@ -259,7 +383,7 @@ impl Node {
             None,
             Owner::Check { id, last_seen },
         ) {
-            self.checks = self.checks.saturating_sub(1);
+            self.maintenance.check_ended();
         }
     }
 
@@ -279,8 +403,8 @@ impl Node {
         }
         let (host, port) = (self.nat.host, self.nat.port);
         if !only_firewall {
-            self.stable_ticks = MORE_STABLE_TICKS;
-            self.last_host = Some(host);
+            self.maintenance.stable_ticks = MORE_STABLE_TICKS;
+            self.maintenance.last_host = Some(host);
         }
         let Some(host) = host else { return Some(false) };
         if port == 0 {
@@ -289,7 +413,7 @@ impl Node {
         if !self.firewalled {
             return Some(self.finish_network_state(now, only_firewall, host, port, None));
         }
-        if self.net_check.is_some() {
+        if self.maintenance.net_check.is_some() {
             // One check at a time (JS may run them in parallel; the outcome is the same).
             return Some(false);
         }
@@ -325,7 +449,7 @@ impl Node {
         if sent == 0 {
             return Some(false);
         }
-        self.net_check = Some(NetCheck {
+        self.maintenance.net_check = Some(NetCheck {
             only_firewall,
             host,
             port,
@@ -340,7 +464,7 @@ impl Node {
 
     /// A PING_NAT of the firewall check answered (`Some`) or failed (`None`).
     pub(crate) fn net_check_reply(&mut self, now: Instant, reply: Option<Reply>) {
-        let Some(c) = self.net_check.as_mut() else {
+        let Some(c) = self.maintenance.net_check.as_mut() else {
             return;
         };
         if let Some(r) = reply {
@@ -352,7 +476,7 @@ impl Node {
         if c.outstanding > 0 {
             return;
         }
-        let Some(c) = self.net_check.take() else {
+        let Some(c) = self.maintenance.net_check.take() else {
             return;
         };
         let need = if c.asked >= FIREWALL_CHECK_NODES {
@@ -370,8 +494,8 @@ impl Node {
         match c.purpose {
             CheckPurpose::Stable => {}
             CheckPurpose::Boot => {
-                if self.boot.checking {
-                    self.boot.checking = false;
+                if self.maintenance.boot.checking {
+                    self.maintenance.boot.checking = false;
                     if ok {
                         self.boot_next_round(now);
                     } else {

@@ -10,26 +10,36 @@
 //! echo.
 //!
 //! Unlike JS, which binds a server and a client socket, this node uses one socket for
-//! everything (protocol-map 0.3: the DHT shares its port with UDX streams); the id is therefore
-//! sent in every datagram once the node is persistent.
+//! everything (the DHT shares its port with UDX streams, as hyperdht's `lib/connect.js` runs
+//! streams on `dht.io.serverSocket`); the id is therefore sent in every datagram once the node
+//! is persistent.
+//!
+//! Replies: a response completes a request only when it comes from the address the request
+//! was sent to and carries its transaction id; ids are random. JS (`dht-rpc/lib/io.js`
+//! `onmessage`) matches the id alone; we are stricter, so an off-path sender must know both.
+//! Others are dropped and counted in [`Stats::wrong_source_responses`].
 //!
 //! User (hyperdht) commands: [`Node::register_command`] declares a non-internal command number;
-//! requests for it come out as [`Event::Request`] and are answered with [`Node::reply`] /
-//! [`Node::reply_error`] (or [`Node::relay`]). Requests for commands nobody registered get
+//! requests for it come out as [`Event::Request`] and are answered with [`Node::reply`] and a
+//! [`ReplyOpts`](super::ReplyOpts) (or forwarded with [`Node::relay`]). A layer such as hyperdht composes the
+//! node through this API: it registers its commands, answers them with a value and a token,
+//! and walks the DHT with [`Node::query`] (a user command and value, `stream: true` for one
+//! [`Event::QueryReply`] per answer). Requests for commands nobody registered get
 //! JS's answer: `UNKNOWN_COMMAND` with closer nodes when the request had a target.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use super::api::{Event, QueryId, Reply, RequestError, RequestId, RequestOpts, Stats};
 use super::config::Config;
-use super::io::{Io, Owner, Transmit};
-use super::maintenance::{BootState, NetCheck};
+use super::maintenance::Maintenance;
 use super::nat_sampler::NatSampler;
-use super::query::{Query, QueryOpts};
+use super::query::{QueryOpts, QueryWalk};
+use super::requests::{DelayedReplies, Expired, NewRequest, Outbox, Owner, Requests, Transmit};
 use super::routing::{NodeId, RoutingTable, TableNode};
 use super::tokens::Tokens;
 use super::wire::{InternalCommand, Message, Request};
@@ -43,182 +53,14 @@ pub const TICK_INTERVAL: Duration = Duration::from_millis(5000);
 /// A gap between ticks above this means the machine slept (`SLEEPING_INTERVAL`).
 pub const SLEEPING_INTERVAL: Duration = Duration::from_millis(15_000);
 
-/// Id of a caller's request ([`Node::request`], [`Node::ping`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
-
-/// Id of a query ([`Node::find_node`], [`Node::query`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueryId(pub u64);
-
-/// A response as the node hands it out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The responder's address.
-    pub from: SocketAddrV4,
-    /// The responder's id, only when it sent one that matches `from` (JS `validateId`).
-    pub from_id: Option<NodeId>,
-    /// Our address as the responder saw it.
-    pub to: SocketAddrV4,
-    /// A token for our IP, to present on a later write.
-    pub token: Option<[u8; 32]>,
-    /// Nodes closer to the target.
-    pub closer_nodes: Vec<SocketAddrV4>,
-    /// Error code, 0 = none.
-    pub error: u64,
-    /// Reply value.
-    pub value: Option<Vec<u8>>,
-    /// Time from the request's creation to this reply.
-    pub rtt: Duration,
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// No reply after all retries (JS `REQUEST_TIMEOUT`).
-    #[error("request timed out")]
-    TimedOut,
-    /// The in-flight table is full (bound `Limits::max_inflight`).
-    #[error("too many requests in flight")]
-    TooManyRequests,
-    /// The request was cancelled (JS `REQUEST_DESTROYED`).
-    #[error("request cancelled")]
-    Cancelled,
-}
-
-/// Why a query failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// The commit phase had no closest node to commit to (JS "Too few nodes responded").
-    #[error("too few nodes responded")]
-    TooFewNodes,
-    /// Every commit request failed.
-    #[error("all {0} commit requests failed")]
-    CommitFailed(usize),
-    /// Too many queries running (bound `Limits::max_queries`).
-    #[error("too many queries running")]
-    TooManyQueries,
-}
-
-/// Result of a finished query.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct QueryOutcome {
-    /// Up to k replies from persistent nodes with no error, closest to the target first
-    /// (`query.closestReplies`; their `closer_nodes` are left empty).
-    pub closest_replies: Vec<Reply>,
-    /// Replies with error 0.
-    pub successes: usize,
-    /// Replies with an error plus failed requests.
-    pub errors: usize,
-    /// Referral depth of the closest reply: 1 when it was a seed, +1 per closer-nodes hop.
-    pub hops: u8,
-}
-
-/// A request for a registered user command, to answer with [`Node::reply`] or
-/// [`Node::reply_error`]. Carries everything needed to answer, so the node keeps no state
-/// for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncomingRequest {
-    /// Sender address.
-    pub from: SocketAddrV4,
-    /// Sender id when valid.
-    pub from_id: Option<NodeId>,
-    /// Our address as the sender addressed us.
-    pub to: SocketAddrV4,
-    /// Transaction id.
-    pub tid: u16,
-    /// The token the sender presented (already checked: it is valid when present).
-    pub token: Option<[u8; 32]>,
-    /// Internal flag.
-    pub internal: bool,
-    /// Command number.
-    pub command: u64,
-    /// Target.
-    pub target: Option<NodeId>,
-    /// Value.
-    pub value: Option<Vec<u8>>,
-}
-
-/// What the node reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// The bootstrap finished (JS `ready`).
-    Ready,
-    /// The node became persistent: it now has an id and enters other nodes' tables.
-    Persistent {
-        /// Its id.
-        id: NodeId,
-    },
-    /// An adaptive node went back to ephemeral after a sleep (JS `ephemeral`).
-    Ephemeral,
-    /// The sampled external address changed (JS `nat-update`).
-    NatUpdate {
-        /// Host, if consistent.
-        host: Option<Ipv4Addr>,
-        /// Port, 0 when unknown.
-        port: u16,
-    },
-    /// The network health changed (JS `network-update` with `online` / `degraded`).
-    NetworkUpdate(super::health::NetworkState),
-    /// A request for a registered user command.
-    Request(IncomingRequest),
-    /// A caller's request finished.
-    Response {
-        /// Its id.
-        request: RequestId,
-        /// The reply or why none came.
-        result: Result<Reply, RequestError>,
-    },
-    /// A reply with error 0 seen by a query started with `stream: true` (JS query `data`).
-    QueryReply {
-        /// The query.
-        query: QueryId,
-        /// The reply.
-        reply: Reply,
-    },
-    /// A query finished.
-    QueryDone {
-        /// The query.
-        query: QueryId,
-        /// Outcome.
-        result: Result<QueryOutcome, QueryError>,
-    },
-}
-
-/// Counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Datagrams handed to `handle_datagram`.
-    pub datagrams: u64,
-    /// Datagrams dropped as undecodable or too short.
-    pub malformed: u64,
-    /// Requests received.
-    pub requests_in: u64,
-    /// Responses matched to an in-flight request.
-    pub responses: u64,
-    /// Responses with an unknown tid.
-    pub unmatched_responses: u64,
-    /// Requests created.
-    pub requests_out: u64,
-    /// Request transmissions that timed out and were retried.
-    pub retries: u64,
-    /// Requests that timed out for good.
-    pub timeouts: u64,
-    /// Events dropped because the event queue was full (remote-driven events only).
-    pub dropped_events: u64,
-    /// DELAYED_PINGs refused because the delayed-reply list was full.
-    pub dropped_delayed_pings: u64,
-}
-
 /// The dht-rpc node. See the module docs for the I/O contract.
 #[derive(Debug)]
 pub struct Node {
     pub(crate) config: Config,
-    pub(crate) rng: ChaCha20Rng,
-    pub(crate) io: Io,
+    rng: ChaCha20Rng,
+    pub(crate) requests: Requests,
+    pub(crate) outbox: Outbox,
+    pub(crate) tokens: Tokens,
     pub(crate) table: RoutingTable,
     pub(crate) nat: NatSampler,
     pub(crate) local_port: u16,
@@ -227,23 +69,14 @@ pub struct Node {
     pub(crate) adaptive: bool,
     pub(crate) force_persistent: bool,
     pub(crate) bootstrapped: bool,
-    pub(crate) boot: BootState,
-    pub(crate) net_check: Option<NetCheck>,
-    pub(crate) tick: u64,
-    pub(crate) refresh_ticks: i64,
-    pub(crate) stable_ticks: i64,
-    pub(crate) last_host: Option<Option<Ipv4Addr>>,
-    pub(crate) repinging: u32,
-    pub(crate) checks: u32,
-    pub(crate) down_hints_sent: u32,
+    pub(crate) maintenance: Maintenance,
     pub(crate) non_persistent_samples: Vec<SocketAddrV4>,
-    pub(crate) queries: HashMap<QueryId, Query>,
-    pub(crate) health: super::health::Health,
+    pub(crate) queries: BTreeMap<QueryId, QueryWalk>,
     pub(crate) next_query_id: u64,
     next_request: u64,
     pub(crate) registered: BTreeSet<u64>,
     events: VecDeque<Event>,
-    pub(crate) delayed: Vec<(Instant, Transmit)>,
+    pub(crate) delayed: DelayedReplies,
     next_drain: Instant,
     next_tick: Instant,
     pub(crate) stats: Stats,
@@ -272,13 +105,12 @@ impl Node {
         let mut s1 = [0u8; 32];
         rng.fill_bytes(&mut s0);
         rng.fill_bytes(&mut s1);
-        let first_tid = (rng.next_u32() & 0xffff) as u16;
-        let io = Io::new(
-            first_tid,
-            Tokens::new(s0, s1),
+        let mut tid_seed = [0u8; 32];
+        rng.fill_bytes(&mut tid_seed);
+        let requests = Requests::new(
+            ChaCha20Rng::from_seed(tid_seed),
             config.max_window,
             config.limits.max_inflight,
-            config.limits.max_transmits,
         );
         let adaptive = config.ephemeral.is_none() && config.adaptive;
         let force_persistent = config.ephemeral == Some(false);
@@ -288,34 +120,23 @@ impl Node {
         let mut node = Self {
             table: RoutingTable::new(table_id, config.k),
             firewalled: config.firewalled,
-            io,
+            requests,
+            outbox: Outbox::new(config.limits.max_transmits),
+            tokens: Tokens::new(s0, s1),
             nat: NatSampler::new(),
             local_port,
             ephemeral: true,
             adaptive,
             force_persistent,
             bootstrapped: false,
-            boot: BootState::default(),
-            net_check: None,
-            tick,
-            refresh_ticks,
-            stable_ticks: if adaptive {
-                super::maintenance::STABLE_TICKS
-            } else {
-                0
-            },
-            last_host: None,
-            repinging: 0,
-            checks: 0,
-            down_hints_sent: 0,
+            maintenance: Maintenance::new(tick, refresh_ticks, adaptive),
             non_persistent_samples: Vec::new(),
-            queries: HashMap::new(),
-            health: super::health::Health::default(),
+            queries: BTreeMap::new(),
             next_query_id: 0,
             next_request: 0,
             registered: BTreeSet::new(),
             events: VecDeque::new(),
-            delayed: Vec::new(),
+            delayed: DelayedReplies::new(config.limits.max_delayed_pings),
             next_drain: now + DRAIN_INTERVAL,
             next_tick: now + TICK_INTERVAL,
             stats: Stats::default(),
@@ -408,7 +229,7 @@ impl Node {
 
     /// Requests in flight or queued.
     pub fn inflight(&self) -> usize {
-        self.io.inflight.len()
+        self.requests.len()
     }
 
     /// Queries running.
@@ -418,14 +239,14 @@ impl Node {
 
     /// The token this node hands to `ip` in replies.
     pub fn token_for(&self, ip: Ipv4Addr) -> [u8; 32] {
-        self.io.tokens.token(ip)
+        self.tokens.token(ip)
     }
 
     // ---- sans-IO plumbing ------------------------------------------------------------
 
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.io.transmits.pop_front()
+        self.outbox.pop()
     }
 
     /// Next event.
@@ -436,10 +257,10 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_drain.min(self.next_tick);
-        if let Some(d) = self.io.next_deadline() {
+        if let Some(d) = self.requests.next_deadline() {
             t = t.min(d);
         }
-        if let Some(d) = self.delayed.iter().map(|(d, _)| *d).min() {
+        if let Some(d) = self.delayed.next_due() {
             t = t.min(d);
         }
         Some(t)
@@ -473,7 +294,8 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         while now >= self.next_drain {
             self.next_drain += DRAIN_INTERVAL;
-            self.io.drain(now);
+            self.tokens.drain();
+            self.requests.drain(now, &mut self.outbox);
             if now.saturating_duration_since(self.next_drain) > SLEEPING_INTERVAL {
                 self.next_drain = now + DRAIN_INTERVAL;
             }
@@ -491,48 +313,20 @@ impl Node {
                 }
             }
         }
-        for tid in self.io.expired(now) {
-            self.on_cycle(now, tid);
+        while let Some(e) = self.requests.pop_expired(now) {
+            self.on_cycle(now, e);
         }
-        if !self.delayed.is_empty() {
-            let mut due = Vec::new();
-            self.delayed.retain(|(d, t)| {
-                if *d <= now {
-                    due.push(t.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            for t in due {
-                self.io.push_transmit(t.to, t.payload);
-            }
-        }
+        self.delayed.release(now, &mut self.outbox);
     }
 
     /// A retransmission timer fired (`oncycle`).
-    fn on_cycle(&mut self, now: Instant, tid: u16) {
-        let Some(r) = self.io.inflight.get_mut(&tid) else {
-            return;
-        };
-        r.deadline = None;
-        let mut slow_query = None;
-        if let Owner::Query(q) = r.owner
-            && !r.cycled
-        {
-            r.cycled = true;
-            slow_query = Some(q);
+    fn on_cycle(&mut self, now: Instant, e: Expired) {
+        if let Some(q) = e.slow_query {
+            self.on_query_slow(now, q);
         }
-        let done = r.sent > r.retries;
-        if let Some(q) = slow_query {
-            if let Some(query) = self.queries.get_mut(&q) {
-                query.slow += 1;
-            }
-            self.query_read_more(now, q);
-        }
-        if done {
+        if e.exhausted {
             self.stats.timeouts += 1;
-            if let Some(r) = self.io.finish(tid) {
+            if let Some(r) = self.requests.finish_expired(&e) {
                 let to_id = r.to_id;
                 self.on_request_failed(now, r.owner, r.to, RequestError::TimedOut, r.cycled);
                 // `_ontimeout`: a known id that stopped answering leaves the table.
@@ -543,7 +337,7 @@ impl Node {
         } else {
             self.stats.retries += 1;
             let id = self.id();
-            self.io.send(now, tid, false, id);
+            self.requests.retry(now, &e, id, &mut self.outbox);
         }
     }
 
@@ -563,42 +357,29 @@ impl Node {
 
     // ---- commands --------------------------------------------------------------------
 
-    /// Sends a request (`dht.request`, or an internal one) and reports the outcome as
-    /// [`Event::Response`]. `retries` defaults to JS's 3.
-    #[allow(clippy::too_many_arguments)]
-    pub fn request(
-        &mut self,
-        now: Instant,
-        to: SocketAddrV4,
-        internal: bool,
-        command: u64,
-        target: Option<NodeId>,
-        value: Option<Vec<u8>>,
-        token: Option<[u8; 32]>,
-        retries: Option<u32>,
-    ) -> RequestId {
+    /// Sends a request to `to` (`dht.request`, or an internal one) and reports the outcome as
+    /// [`Event::Response`].
+    pub fn request(&mut self, now: Instant, to: SocketAddrV4, opts: RequestOpts) -> RequestId {
         self.next_request += 1;
         let id = RequestId(self.next_request);
         let req = Request {
             tid: 0,
             to,
             id: None,
-            token,
-            internal,
-            command,
-            target,
-            value,
+            token: opts.token,
+            internal: opts.internal,
+            command: opts.command,
+            target: opts.target,
+            value: opts.value,
         };
-        let ok = self.create_request(
-            now,
-            to,
-            None,
+        let new = NewRequest {
             req,
-            retries.unwrap_or(3),
-            self.config.request_timeout,
-            Owner::User(id),
-            false,
-        );
+            to_id: None,
+            retries: opts.retries,
+            timeout: self.config.request_timeout,
+            owner: Owner::User(id),
+        };
+        let ok = self.create_request(now, to, new);
         if !ok {
             self.emit(Event::Response {
                 request: id,
@@ -610,16 +391,7 @@ impl Node {
 
     /// PING (`dht.ping`).
     pub fn ping(&mut self, now: Instant, to: SocketAddrV4) -> RequestId {
-        self.request(
-            now,
-            to,
-            true,
-            InternalCommand::Ping.to_u64(),
-            None,
-            None,
-            None,
-            None,
-        )
+        self.request(now, to, RequestOpts::internal(InternalCommand::Ping))
     }
 
     /// DELAYED_PING (`dht.delayedPing`): the remote answers after `delay_ms`; this request waits
@@ -647,7 +419,14 @@ impl Node {
             value: Some(delay_ms.to_le_bytes().to_vec()),
         };
         let timeout = Duration::from_millis(u64::from(delay_ms) + 1000);
-        if !self.create_request(now, to, None, req, 3, timeout, Owner::User(id), false) {
+        let new = NewRequest {
+            req,
+            to_id: None,
+            retries: 3,
+            timeout,
+            owner: Owner::User(id),
+        };
+        if !self.create_request(now, to, new) {
             self.emit(Event::Response {
                 request: id,
                 result: Err(RequestError::TooManyRequests),
@@ -670,37 +449,24 @@ impl Node {
 
     /// Cancels a caller's request; no event follows.
     pub fn cancel_request(&mut self, id: RequestId) {
-        let tids: Vec<u16> = self
-            .io
-            .inflight
-            .iter()
-            .filter(|(_, r)| matches!(r.owner, Owner::User(x) if x == id))
-            .map(|(t, _)| *t)
-            .collect();
-        for t in tids {
-            self.io.finish(t);
+        for t in self.requests.of_user(id) {
+            self.requests.finish(t);
         }
     }
 
-    /// Registers and sends a request; false when the in-flight table is full.
-    #[allow(clippy::too_many_arguments)]
+    /// Registers and sends a request to `to`; false when the in-flight table is full.
     pub(crate) fn create_request(
         &mut self,
         now: Instant,
         to: SocketAddrV4,
-        to_id: Option<NodeId>,
-        req: Request,
-        retries: u32,
-        timeout: Duration,
-        owner: Owner,
-        force: bool,
+        new: NewRequest,
     ) -> bool {
-        let Some(tid) = self.io.create(now, to, to_id, req, retries, timeout, owner) else {
+        let Some(tid) = self.requests.create(now, to, new) else {
             return false;
         };
         self.stats.requests_out += 1;
         let id = self.id();
-        self.io.send(now, tid, force, id);
+        self.requests.send(now, tid, false, id, &mut self.outbox);
         true
     }
 
@@ -726,16 +492,14 @@ impl Node {
             target: None,
             value,
         };
-        self.create_request(
-            now,
-            to,
-            None,
+        let new = NewRequest {
             req,
-            3,
-            self.config.request_timeout,
+            to_id: None,
+            retries: 3,
+            timeout: self.config.request_timeout,
             owner,
-            false,
-        )
+        };
+        self.create_request(now, to, new)
     }
 
     /// Dispatches a reply to whoever waits for it.
@@ -752,11 +516,11 @@ impl Node {
                 request: id,
                 result: Ok(reply),
             }),
-            Owner::Query(q) => self.query_on_visit(now, q, to, reply, cycled),
-            Owner::Commit(q) => self.query_on_commit(now, q, true),
+            Owner::Query(q) => self.on_query_reply(now, q, to, reply, cycled),
+            Owner::Commit(q) => self.on_query_commit(now, q, true),
             Owner::DownHint(_) => {}
             Owner::Check { id, last_seen } => {
-                self.checks = self.checks.saturating_sub(1);
+                self.maintenance.check_ended();
                 if self.table.get(&id).is_some_and(|n| n.seen <= last_seen) {
                     self.remove_node(&id);
                 }
@@ -769,10 +533,10 @@ impl Node {
                 if self.table.get(&old).is_none_or(|n| n.seen <= last_seen) {
                     self.swap(now, *newcomer, &old);
                 } else {
-                    self.repinging = self.repinging.saturating_sub(1);
+                    self.maintenance.reping_ended();
                 }
             }
-            Owner::QuickFirewall => self.boot.test_nat = true,
+            Owner::QuickFirewall => self.maintenance.quick_firewall_answered(),
             Owner::FirewallCheck => self.net_check_reply(now, Some(reply)),
         }
     }
@@ -791,11 +555,11 @@ impl Node {
                 request: id,
                 result: Err(err),
             }),
-            Owner::Query(q) => self.query_on_error(now, q, to, err, cycled),
-            Owner::Commit(q) => self.query_on_commit(now, q, false),
+            Owner::Query(q) => self.on_query_failure(now, q, to, err, cycled),
+            Owner::Commit(q) => self.on_query_commit(now, q, false),
             Owner::DownHint(_) | Owner::QuickFirewall => {}
             Owner::Check { id, .. } => {
-                self.checks = self.checks.saturating_sub(1);
+                self.maintenance.check_ended();
                 self.remove_node(&id);
             }
             Owner::Reping { newcomer, old, .. } => self.swap(now, *newcomer, &old),
@@ -804,7 +568,7 @@ impl Node {
     }
 
     pub(crate) fn swap(&mut self, now: Instant, newcomer: TableNode, old: &NodeId) {
-        self.repinging = self.repinging.saturating_sub(1);
+        self.maintenance.reping_ended();
         self.remove_node(old);
         self.add_table_node(now, newcomer);
     }

@@ -1,9 +1,11 @@
-//! The iterative query engine (`dht-rpc/lib/query.js`).
+//! The iterative query walk (`dht-rpc/lib/query.js`), as a state machine with no I/O.
 //!
-//! Contract: methods of the sans-IO [`Node`]; a query is a state record driven by replies,
-//! failures and the first timeout ("slow") of each of its requests. Bounded: at most
-//! `Limits::max_queries` queries, each remembering at most `Limits::max_query_seen` addresses
-//! and `Limits::max_query_refs` referrers per address; `closest_replies` holds at most k.
+//! Contract: a [`QueryWalk`] never sends anything. It is fed the outcome of each of its visits
+//! ([`QueryWalk::on_reply`], [`QueryWalk::on_failure`], [`QueryWalk::on_slow`] for the first
+//! timeout of a visit) and says what to do next through [`QueryWalk::next`]: visit nodes, send
+//! a DOWN_HINT, hand it table nodes, or flush. The node turns those steps into requests. Bounded:
+//! at most `Limits::max_query_seen` addresses and `Limits::max_query_refs` referrers per address
+//! are remembered; `closest` holds at most k replies.
 //!
 //! Walk: seeds are the given nodes (with a slow start of concurrency 3 until `concurrency`
 //! answers arrived), then the k closest table nodes, then bootstrap nodes while fewer than k
@@ -14,17 +16,16 @@
 //! replies with error 0 and a valid id. With `commit`, every closest reply is then sent the
 //! same command with its token (JS `autoCommit`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
-use std::time::Instant;
 
-use super::io::Owner;
-use super::node::{Event, Node, QueryError, QueryId, QueryOutcome, Reply, RequestError};
+use super::api::{QueryError, QueryOutcome, Reply, RequestError};
+use super::config::Limits;
 use super::routing::{NodeId, cmp_distance};
 use super::wire::{InternalCommand, Request};
 use crate::crypto::node_id;
 
-/// Options of [`Node::query`] (`dht.query(..., opts)`).
+/// Options of [`Node::query`](super::Node::query) (`dht.query(..., opts)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryOpts {
     /// The key searched for.
@@ -43,7 +44,7 @@ pub struct QueryOpts {
     pub nodes: Vec<SocketAddrV4>,
     /// `opts.commit === true`: resend the command with each closest node's token.
     pub commit: bool,
-    /// Emit [`Event::QueryReply`] for every reply with error 0.
+    /// Emit [`Event::QueryReply`](super::Event::QueryReply) for every reply with error 0.
     pub stream: bool,
 }
 
@@ -79,15 +80,72 @@ enum Seen {
     Down,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Peer {
-    id: NodeId,
-    addr: SocketAddrV4,
+/// A node the walk may visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub id: NodeId,
+    pub addr: SocketAddrV4,
 }
 
-/// State of one query.
+impl Peer {
+    /// A peer known by address only; its id is the one its address implies.
+    pub(crate) fn at(addr: SocketAddrV4) -> Self {
+        Self {
+            id: node_id(&addr),
+            addr,
+        }
+    }
+}
+
+/// What the walk wants done next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Tell `to` that `down` did not answer (`_downHint`).
+    DownHint {
+        to: SocketAddrV4,
+        down: SocketAddrV4,
+    },
+    /// Send the query's request to each of these nodes; they already count as in flight.
+    /// A request the node cannot create is reported with [`QueryWalk::visit_failed`].
+    Visit(Vec<Peer>),
+    /// Hand the walk up to this many of the table's nodes closest to the target
+    /// ([`QueryWalk::add_table_nodes`]).
+    TableNodes(usize),
+    /// The walk is over (`_flush`): see [`QueryWalk::flush`].
+    Flush,
+    /// Nothing until a reply, a failure or a timeout.
+    Wait,
+}
+
+/// How a reply moved the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyEffect {
+    /// The walk is committing; the reply only freed its slot.
+    Ignored,
+    /// An error reply.
+    Error,
+    /// A reply with error 0 (JS `data`).
+    Data,
+}
+
+/// What the flush asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Already flushed.
+    Again,
+    /// End the query now, with this error if any.
+    End(Option<QueryError>),
+    /// Send the query's command with each closest node's token; `total` is the number of
+    /// closest replies (with or without a token).
+    Commit {
+        targets: Vec<(SocketAddrV4, [u8; 32])>,
+        total: usize,
+    },
+}
+
+/// State of one query (JS `Query`).
 #[derive(Debug)]
-pub(crate) struct Query {
+pub(crate) struct QueryWalk {
     target: NodeId,
     internal: bool,
     command: u64,
@@ -97,12 +155,12 @@ pub(crate) struct Query {
     background: Option<usize>,
     retries: u32,
     closest: Vec<Reply>,
-    seen: HashMap<SocketAddrV4, Seen>,
+    seen: BTreeMap<SocketAddrV4, Seen>,
     /// Referral depth of every address queued (1 = seed), for the `hops` figure.
-    depth: HashMap<SocketAddrV4, u8>,
+    depth: BTreeMap<SocketAddrV4, u8>,
     pending: Vec<Peer>,
     inflight: usize,
-    pub(crate) slow: usize,
+    slow: usize,
     slowdown: bool,
     from_table: bool,
     successes: usize,
@@ -112,9 +170,119 @@ pub(crate) struct Query {
     commit_pending: usize,
     commit_success: usize,
     kind: QueryKind,
+    /// DOWN_HINTs to send, oldest first.
+    down_hints: VecDeque<(SocketAddrV4, SocketAddrV4)>,
+    /// A batch of visits went out; the end-of-`_readMore` checks run on the next `next`.
+    after_visits: bool,
+    max_seen: usize,
+    max_refs: usize,
 }
 
-impl Query {
+impl QueryWalk {
+    /// A walk for `opts`; `concurrency` is the node's default, `background` the reduced
+    /// concurrency of a background query (`_backgroundQuery`).
+    pub(crate) fn new(
+        opts: &QueryOpts,
+        k: usize,
+        concurrency: usize,
+        background: Option<usize>,
+        kind: QueryKind,
+        limits: &Limits,
+    ) -> Self {
+        let down_hint = opts.internal && opts.command == InternalCommand::DownHint.to_u64();
+        Self {
+            target: opts.target,
+            internal: opts.internal,
+            command: opts.command,
+            value: opts.value.clone(),
+            k,
+            concurrency: opts.concurrency.unwrap_or(concurrency).max(1),
+            background,
+            retries: opts.retries.unwrap_or(if down_hint { 3 } else { 5 }),
+            closest: Vec::new(),
+            seen: BTreeMap::new(),
+            depth: BTreeMap::new(),
+            pending: Vec::new(),
+            inflight: 0,
+            slow: 0,
+            slowdown: false,
+            from_table: false,
+            successes: 0,
+            errors: 0,
+            commit: opts.commit,
+            committing: false,
+            commit_pending: 0,
+            commit_success: 0,
+            kind,
+            down_hints: VecDeque::new(),
+            after_visits: false,
+            max_seen: limits.max_query_seen,
+            max_refs: limits.max_query_refs,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> QueryKind {
+        self.kind
+    }
+
+    pub(crate) fn target(&self) -> &NodeId {
+        &self.target
+    }
+
+    /// Retransmissions per visit.
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The request a visit to `to` sends.
+    pub(crate) fn request(&self, to: SocketAddrV4) -> Request {
+        Request {
+            tid: 0,
+            to,
+            id: None,
+            token: None,
+            internal: self.internal,
+            command: self.command,
+            target: Some(self.target),
+            value: self.value.clone(),
+        }
+    }
+
+    /// The request a commit to `to` sends (`dht.request({ token, target, command, value })`:
+    /// never internal).
+    pub(crate) fn commit_request(&self, to: SocketAddrV4, token: [u8; 32]) -> Request {
+        Request {
+            token: Some(token),
+            internal: false,
+            ..self.request(to)
+        }
+    }
+
+    /// Seeds and bootstrap nodes, in JS's order (the last one is visited first).
+    pub(crate) fn add_seeds(&mut self, addrs: &[SocketAddrV4]) {
+        for addr in addrs {
+            self.add_pending(Peer::at(*addr), None);
+        }
+    }
+
+    /// How many table nodes `_addFromTable` wants now; `None` when enough are pending.
+    pub(crate) fn table_want(&self) -> Option<usize> {
+        (self.pending.len() < self.k).then(|| self.k - self.pending.len())
+    }
+
+    /// `_addFromTable`: the table's closest nodes to the target.
+    pub(crate) fn add_table_nodes(&mut self, peers: impl IntoIterator<Item = Peer>) {
+        self.from_table = true;
+        for p in peers {
+            self.add_pending_no_referrer(p);
+        }
+    }
+
+    /// Fewer than k pending after the seeds and the table: add the bootstrap nodes.
+    pub(crate) fn needs_bootstrap(&self) -> bool {
+        self.pending.len() < self.k
+    }
+
     fn is_closer(&self, id: &NodeId) -> bool {
         if self.closest.len() < self.k {
             return true;
@@ -138,187 +306,36 @@ impl Query {
         }
         self.closest.truncate(self.k);
     }
-}
 
-impl Node {
-    /// Starts a query (`dht.query`); [`Event::QueryDone`] reports its end.
-    pub fn query(&mut self, now: Instant, opts: QueryOpts) -> QueryId {
-        self.refresh_ticks = super::maintenance::REFRESH_TICKS;
-        let stream = opts.stream;
-        match self.start_query(now, opts, QueryKind::User { stream }, None) {
-            Some(q) => q,
-            None => {
-                let q = self.alloc_query_id();
-                self.emit(Event::QueryDone {
-                    query: q,
-                    result: Err(QueryError::TooManyQueries),
-                });
-                q
-            }
-        }
-    }
-
-    /// Stops a query and cancels its requests (JS `query.destroy()`); no event follows.
-    pub fn cancel_query(&mut self, id: QueryId) {
-        if self.queries.remove(&id).is_none() {
-            return;
-        }
-        let tids: Vec<u16> = self
-            .io
-            .inflight
-            .iter()
-            .filter(|(_, r)| {
-                matches!(r.owner, Owner::Query(x) | Owner::DownHint(x) | Owner::Commit(x) if x == id)
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        for t in tids {
-            self.io.finish(t);
-        }
-    }
-
-    fn alloc_query_id(&mut self) -> QueryId {
-        self.next_query_id += 1;
-        QueryId(self.next_query_id)
-    }
-
-    pub(crate) fn start_query(
-        &mut self,
-        now: Instant,
-        opts: QueryOpts,
-        kind: QueryKind,
-        background: Option<usize>,
-    ) -> Option<QueryId> {
-        if self.queries.len() >= self.config.limits.max_queries {
-            return None;
-        }
-        let id = self.alloc_query_id();
-        let retries = opts.retries.unwrap_or(
-            if opts.internal && opts.command == InternalCommand::DownHint.to_u64() {
-                3
-            } else {
-                5
-            },
-        );
-        let q = Query {
-            target: opts.target,
-            internal: opts.internal,
-            command: opts.command,
-            value: opts.value,
-            k: self.table.k(),
-            concurrency: opts.concurrency.unwrap_or(self.config.concurrency).max(1),
-            background,
-            retries,
-            closest: Vec::new(),
-            seen: HashMap::new(),
-            depth: HashMap::new(),
-            pending: Vec::new(),
-            inflight: 0,
-            slow: 0,
-            slowdown: false,
-            from_table: false,
-            successes: 0,
-            errors: 0,
-            commit: opts.commit,
-            committing: false,
-            commit_pending: 0,
-            commit_success: 0,
-            kind,
-        };
-        self.queries.insert(id, q);
-        for addr in opts.nodes.iter().rev() {
-            let p = Peer {
-                id: node_id(addr),
-                addr: *addr,
-            };
-            self.add_pending(now, id, p, None);
-        }
-        // `_open`
-        self.add_from_table(id);
-        let need_bootstrap = self.queries.get(&id).is_some_and(|q| q.pending.len() < q.k);
-        if need_bootstrap {
-            for addr in self.config.bootstrap.clone() {
-                let p = Peer {
-                    id: node_id(&addr),
-                    addr,
-                };
-                self.add_pending(now, id, p, None);
-            }
-        }
-        self.query_read_more(now, id);
-        Some(id)
-    }
-
-    fn add_from_table(&mut self, id: QueryId) {
-        let Some(q) = self.queries.get(&id) else {
-            return;
-        };
-        if q.pending.len() >= q.k {
-            return;
-        }
-        let want = q.k - q.pending.len();
-        let target = q.target;
-        let peers: Vec<Peer> = self
-            .table
-            .closest(&target, want)
-            .iter()
-            .map(|n| Peer {
-                id: n.id,
-                addr: n.addr,
-            })
-            .collect();
-        if let Some(q) = self.queries.get_mut(&id) {
-            q.from_table = true;
-        }
-        for p in peers {
-            self.add_pending_no_hint(id, p);
-        }
-    }
-
-    /// `_addPending` for seeds that have no referrer (no DOWN_HINT can follow).
-    fn add_pending_no_hint(&mut self, id: QueryId, node: Peer) -> bool {
-        let max_seen = self.config.limits.max_query_seen;
-        let Some(q) = self.queries.get_mut(&id) else {
-            return false;
-        };
-        let is_closer = q.is_closer(&node.id);
-        match q.seen.get(&node.addr) {
+    /// `_addPending` for table nodes (no referrer, so no DOWN_HINT can follow).
+    fn add_pending_no_referrer(&mut self, node: Peer) -> bool {
+        let is_closer = self.is_closer(&node.id);
+        match self.seen.get(&node.addr) {
             Some(_) => return is_closer,
             None if !is_closer => return false,
-            None if q.seen.len() >= max_seen => return false,
+            None if self.seen.len() >= self.max_seen => return false,
             None => {}
         }
-        q.seen.insert(node.addr, Seen::Refs(Vec::new()));
-        q.depth.insert(node.addr, 1);
-        q.pending.push(node);
+        self.seen.insert(node.addr, Seen::Refs(Vec::new()));
+        self.depth.insert(node.addr, 1);
+        self.pending.push(node);
         true
     }
 
     /// `_addPending(node, ref)`.
-    fn add_pending(
-        &mut self,
-        now: Instant,
-        id: QueryId,
-        node: Peer,
-        referrer: Option<SocketAddrV4>,
-    ) -> bool {
-        let max_seen = self.config.limits.max_query_seen;
-        let max_refs = self.config.limits.max_query_refs;
-        let Some(q) = self.queries.get_mut(&id) else {
-            return false;
-        };
-        let is_closer = q.is_closer(&node.id);
-        match q.seen.get_mut(&node.addr) {
+    fn add_pending(&mut self, node: Peer, referrer: Option<SocketAddrV4>) -> bool {
+        let is_closer = self.is_closer(&node.id);
+        match self.seen.get_mut(&node.addr) {
             Some(Seen::Done) => return is_closer,
             Some(Seen::Down) => {
                 if let Some(r) = referrer {
-                    self.down_hint(now, id, r, node.addr);
+                    self.down_hints.push_back((r, node.addr));
                 }
                 return is_closer;
             }
             Some(Seen::Refs(refs)) => {
                 if let Some(r) = referrer
-                    && refs.len() < max_refs
+                    && refs.len() < self.max_refs
                 {
                     refs.push(r);
                 }
@@ -326,329 +343,213 @@ impl Node {
             }
             None => {}
         }
-        if !is_closer || q.seen.len() >= max_seen {
+        if !is_closer || self.seen.len() >= self.max_seen {
             return false;
         }
-        let d = referrer.and_then(|r| q.depth.get(&r)).copied().unwrap_or(0);
-        q.depth.insert(node.addr, d.saturating_add(1));
-        q.seen
+        let d = referrer
+            .and_then(|r| self.depth.get(&r))
+            .copied()
+            .unwrap_or(0);
+        self.depth.insert(node.addr, d.saturating_add(1));
+        self.seen
             .insert(node.addr, Seen::Refs(referrer.into_iter().collect()));
-        q.pending.push(node);
+        self.pending.push(node);
         true
     }
 
-    /// `_readMore`.
-    pub(crate) fn query_read_more(&mut self, now: Instant, id: QueryId) {
-        loop {
-            let Some(q) = self.queries.get_mut(&id) else {
-                return;
-            };
-            if q.committing {
-                return;
-            }
-            let concurrency = (if q.slowdown { 3 } else { q.concurrency }) + q.slow;
-            let mut visits = Vec::new();
-            while q.inflight + visits.len() < concurrency {
-                let Some(next) = q.pending.pop() else { break };
-                if !q.is_closer(&next.id) {
-                    continue;
-                }
-                visits.push(next);
-            }
-            for v in visits {
-                self.visit(now, id, v);
-            }
-            let Some(q) = self.queries.get_mut(&id) else {
-                return;
-            };
-            if !q.from_table && q.successes == 0 && q.errors == 0 {
-                q.slowdown = true;
-            }
-            if !q.pending.is_empty() {
-                return;
-            }
-            if q.inflight == 0 || (q.slow == q.inflight && q.closest.len() >= q.k) {
-                if !q.from_table && q.successes < q.k / 4 {
-                    self.add_from_table(id);
-                    continue;
-                }
-                self.query_flush(now, id);
-            }
-            return;
+    /// The next step (`_readMore`, cut where it sends requests).
+    pub(crate) fn next(&mut self) -> Step {
+        if let Some((to, down)) = self.down_hints.pop_front() {
+            return Step::DownHint { to, down };
         }
+        if self.committing {
+            return Step::Wait;
+        }
+        // The first half of `_readMore`: fill the concurrency with the closest pending nodes.
+        if !self.after_visits {
+            let concurrency = (if self.slowdown { 3 } else { self.concurrency }) + self.slow;
+            let mut visits = Vec::new();
+            while self.inflight + visits.len() < concurrency {
+                let Some(next) = self.pending.pop() else {
+                    break;
+                };
+                if self.is_closer(&next.id) {
+                    visits.push(next);
+                }
+            }
+            if !visits.is_empty() {
+                self.inflight += visits.len();
+                self.after_visits = true;
+                return Step::Visit(visits);
+            }
+        }
+        // The second half, once those visits went out: slow start, then the end of the walk.
+        self.after_visits = false;
+        if !self.from_table && self.successes == 0 && self.errors == 0 {
+            self.slowdown = true;
+        }
+        if !self.pending.is_empty() {
+            return Step::Wait;
+        }
+        if self.inflight == 0 || (self.slow == self.inflight && self.closest.len() >= self.k) {
+            if !self.from_table && self.successes < self.k / 4 {
+                // Nothing is pending here, so the table is asked for k nodes; the next call
+                // starts over with them.
+                return Step::TableNodes(self.table_want().unwrap_or(self.k));
+            }
+            return Step::Flush;
+        }
+        Step::Wait
     }
 
-    fn visit(&mut self, now: Instant, id: QueryId, to: Peer) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        q.inflight += 1;
-        let req = Request {
-            tid: 0,
-            to: to.addr,
-            id: None,
-            token: None,
-            internal: q.internal,
-            command: q.command,
-            target: Some(q.target),
-            value: q.value.clone(),
-        };
-        let retries = q.retries;
-        let timeout = self.config.request_timeout;
-        if !self.create_request(
-            now,
-            to.addr,
-            Some(to.id),
-            req,
-            retries,
-            timeout,
-            Owner::Query(id),
-            false,
-        ) {
-            // In-flight table full: count it as a failed visit.
-            if let Some(q) = self.queries.get_mut(&id) {
-                q.inflight -= 1;
-                q.errors += 1;
-                q.seen.insert(to.addr, Seen::Done);
-            }
-        }
+    /// The oldest DOWN_HINT waiting: `(to, down)`. The node sends them right after the reply
+    /// or failure that queued them, before anything else that reply causes.
+    pub(crate) fn pop_down_hint(&mut self) -> Option<(SocketAddrV4, SocketAddrV4)> {
+        self.down_hints.pop_front()
+    }
+
+    /// A visit could not be sent (the request table is full): it counts as a failed visit.
+    pub(crate) fn visit_failed(&mut self, peer: &Peer) {
+        self.inflight = self.inflight.saturating_sub(1);
+        self.errors += 1;
+        self.seen.insert(peer.addr, Seen::Done);
+    }
+
+    /// The first timeout of a visit (`oncycle`): the visit counts as slow, so one more may go.
+    pub(crate) fn on_slow(&mut self) {
+        self.slow += 1;
     }
 
     /// `_dec`.
-    fn dec(&mut self, id: QueryId, cycled: bool) {
-        if let Some(q) = self.queries.get_mut(&id) {
-            if cycled {
-                q.slow = q.slow.saturating_sub(1);
-            }
-            q.inflight = q.inflight.saturating_sub(1);
+    fn dec(&mut self, cycled: bool) {
+        if cycled {
+            self.slow = self.slow.saturating_sub(1);
         }
+        self.inflight = self.inflight.saturating_sub(1);
     }
 
-    /// `_onvisit`.
-    pub(crate) fn query_on_visit(
+    /// `_onvisit`: the visit to `to` answered with `m`. `own_id` is our table id (never
+    /// queued). DOWN_HINTs it triggers come out of [`QueryWalk::next`] first.
+    pub(crate) fn on_reply(
         &mut self,
-        now: Instant,
-        id: QueryId,
         to: SocketAddrV4,
-        m: Reply,
+        m: &Reply,
         cycled: bool,
-    ) {
-        self.dec(id, cycled);
-        let table_id = *self.table.id();
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        q.seen.insert(to, Seen::Done);
-        if q.committing {
-            return;
+        own_id: &NodeId,
+    ) -> ReplyEffect {
+        self.dec(cycled);
+        self.seen.insert(to, Seen::Done);
+        if self.committing {
+            return ReplyEffect::Ignored;
         }
         if m.error == 0 {
-            q.successes += 1;
+            self.successes += 1;
         } else {
-            q.errors += 1;
+            self.errors += 1;
         }
         if m.error == 0
             && let Some(fid) = m.from_id
-            && q.is_closer(&fid)
+            && self.is_closer(&fid)
         {
             let mut stored = m.clone();
             stored.closer_nodes = Vec::new();
-            q.push_closest(stored);
+            self.push_closest(stored);
         }
         for addr in &m.closer_nodes {
-            let nid = node_id(addr);
-            if nid == table_id {
+            let peer = Peer::at(*addr);
+            if peer.id == *own_id {
                 continue;
             }
-            if !self.add_pending(
-                now,
-                id,
-                Peer {
-                    id: nid,
-                    addr: *addr,
-                },
-                Some(m.from),
-            ) {
+            if !self.add_pending(peer, Some(m.from)) {
                 break;
             }
         }
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        if !q.from_table && q.successes + q.errors >= q.concurrency {
-            q.slowdown = false;
+        if !self.from_table && self.successes + self.errors >= self.concurrency {
+            self.slowdown = false;
         }
         if m.error != 0 {
-            self.query_read_more(now, id);
-            return;
+            return ReplyEffect::Error;
         }
-        // `data`
-        let kind = q.kind;
-        if let Some(bg) = q.background {
-            q.concurrency = if self.io.inflight.len() < 3 {
-                self.config.concurrency
-            } else {
-                bg
-            };
-        }
-        match kind {
-            QueryKind::User { stream: true } => self.emit_remote(Event::QueryReply {
-                query: id,
-                reply: m,
-            }),
-            QueryKind::Bootstrap => self.boot_on_data(now, m.from),
-            _ => {}
-        }
-        self.query_read_more(now, id);
+        ReplyEffect::Data
     }
 
-    /// `_onerror`.
-    pub(crate) fn query_on_error(
-        &mut self,
-        now: Instant,
-        id: QueryId,
-        to: SocketAddrV4,
-        err: RequestError,
-        cycled: bool,
-    ) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        if err == RequestError::TimedOut {
-            let refs = match q.seen.insert(to, Seen::Down) {
+    /// A background query runs at full concurrency while little else is in flight
+    /// (`_backgroundQuery`'s `ondata`).
+    pub(crate) fn adapt_background(&mut self, node_inflight: usize, full: usize) {
+        if let Some(bg) = self.background {
+            self.concurrency = if node_inflight < 3 { full } else { bg };
+        }
+    }
+
+    /// `_onerror`: the visit to `to` failed; a timeout marks it down and queues DOWN_HINTs to
+    /// the nodes that referred it.
+    pub(crate) fn on_failure(&mut self, to: SocketAddrV4, err: &RequestError, cycled: bool) {
+        if *err == RequestError::TimedOut {
+            let refs = match self.seen.insert(to, Seen::Down) {
                 Some(Seen::Refs(r)) => r,
                 _ => Vec::new(),
             };
-            for r in refs {
-                self.down_hint(now, id, r, to);
-            }
+            self.down_hints.extend(refs.into_iter().map(|r| (r, to)));
         }
-        self.dec(id, cycled);
-        if let Some(q) = self.queries.get_mut(&id) {
-            q.errors += 1;
-        }
-        self.query_read_more(now, id);
-    }
-
-    /// `_downHint`: tell `node` that `down` did not answer (rate-limited per tick).
-    fn down_hint(&mut self, now: Instant, id: QueryId, node: SocketAddrV4, down: SocketAddrV4) {
-        if let Some(limit) = self.config.down_hints_rate_limit
-            && self.down_hints_sent >= limit
-        {
-            return;
-        }
-        self.down_hints_sent += 1;
-        let value = super::node::encode_addr6(&down);
-        self.internal_request(
-            now,
-            node,
-            InternalCommand::DownHint,
-            Some(value),
-            Owner::DownHint(id),
-        );
+        self.dec(cycled);
+        self.errors += 1;
     }
 
     /// `_flush`: the walk is over; commit or end.
-    fn query_flush(&mut self, now: Instant, id: QueryId) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        if q.committing {
-            return;
+    pub(crate) fn flush(&mut self) -> Flush {
+        if self.committing {
+            return Flush::Again;
         }
-        q.committing = true;
-        if !q.commit {
-            self.end_query(now, id, None);
-            return;
+        self.committing = true;
+        if !self.commit {
+            return Flush::End(None);
         }
-        let targets: Vec<(SocketAddrV4, Option<[u8; 32]>)> =
-            q.closest.iter().map(|r| (r.from, r.token)).collect();
-        let (target, command, value) = (q.target, q.command, q.value.clone());
-        if targets.is_empty() {
-            self.end_query(now, id, Some(QueryError::TooFewNodes));
-            return;
+        if self.closest.is_empty() {
+            return Flush::End(Some(QueryError::TooFewNodes));
         }
-        let total = targets.len();
-        let mut started = 0;
-        for (addr, token) in targets {
-            let Some(token) = token else { continue };
-            // `dht.request({ token, target, command, value }, from)`: not internal, 3 retries.
-            let req = Request {
-                tid: 0,
-                to: addr,
-                id: None,
-                token: Some(token),
-                internal: false,
-                command,
-                target: Some(target),
-                value: value.clone(),
-            };
-            let timeout = self.config.request_timeout;
-            if self.create_request(now, addr, None, req, 3, timeout, Owner::Commit(id), false) {
-                started += 1;
-            }
-        }
-        if let Some(q) = self.queries.get_mut(&id) {
-            q.commit_pending = started;
-        }
-        if started == 0 {
-            self.end_query(now, id, Some(QueryError::CommitFailed(total)));
+        Flush::Commit {
+            targets: self
+                .closest
+                .iter()
+                .filter_map(|r| Some((r.from, r.token?)))
+                .collect(),
+            total: self.closest.len(),
         }
     }
 
-    /// A commit request settled.
-    pub(crate) fn query_on_commit(&mut self, now: Instant, id: QueryId, ok: bool) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
+    /// The number of commit requests that went out.
+    pub(crate) fn commits_sent(&mut self, n: usize) {
+        self.commit_pending = n;
+    }
+
+    /// A commit request settled; `Some(result)` once all have.
+    pub(crate) fn on_commit(&mut self, ok: bool) -> Option<Option<QueryError>> {
         if ok {
-            q.commit_success += 1;
+            self.commit_success += 1;
         }
-        q.commit_pending = q.commit_pending.saturating_sub(1);
-        if q.commit_pending > 0 {
-            return;
+        self.commit_pending = self.commit_pending.saturating_sub(1);
+        if self.commit_pending > 0 {
+            return None;
         }
-        let err = (q.commit_success == 0).then_some(QueryError::CommitFailed(q.closest.len()));
-        self.end_query(now, id, err);
+        Some((self.commit_success == 0).then_some(QueryError::CommitFailed(self.closest.len())))
     }
 
-    /// Ends a query: cancels what it still has in flight (JS destroys its session) and reports.
-    fn end_query(&mut self, now: Instant, id: QueryId, err: Option<QueryError>) {
-        let Some(q) = self.queries.remove(&id) else {
-            return;
-        };
-        let tids: Vec<u16> = self
-            .io
-            .inflight
-            .iter()
-            .filter(|(_, r)| matches!(r.owner, Owner::Query(x) | Owner::DownHint(x) if x == id))
-            .map(|(t, _)| *t)
-            .collect();
-        for t in tids {
-            // Session.destroy frees a congestion slot, then Request.destroy frees another.
-            self.io.congestion.recv();
-            self.io.finish(t);
-        }
-        match q.kind {
-            QueryKind::User { .. } => {
-                let result = match err {
-                    Some(e) => Err(e),
-                    None => Ok(QueryOutcome {
-                        hops: q
-                            .closest
-                            .first()
-                            .and_then(|r| q.depth.get(&r.from))
-                            .copied()
-                            .unwrap_or(0),
-                        closest_replies: q.closest,
-                        successes: q.successes,
-                        errors: q.errors,
-                    }),
-                };
-                self.emit(Event::QueryDone { query: id, result });
-            }
-            QueryKind::Bootstrap => self.boot_after_round(now),
-            QueryKind::Refresh => {}
+    /// The result of a finished walk.
+    pub(crate) fn into_outcome(self) -> QueryOutcome {
+        QueryOutcome {
+            hops: self
+                .closest
+                .first()
+                .and_then(|r| self.depth.get(&r.from))
+                .copied()
+                .unwrap_or(0),
+            closest_replies: self.closest,
+            successes: self.successes,
+            errors: self.errors,
         }
     }
 }
+
+#[cfg(test)]
+#[path = "query_tests.rs"]
+mod tests;

@@ -6,8 +6,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
-use super::io::Owner;
-use super::node::{Event, Node};
+use super::api::Event;
+use super::node::Node;
+use super::requests::Owner;
 use super::routing::{NodeId, TableNode};
 use super::wire::InternalCommand;
 
@@ -45,7 +46,7 @@ impl Node {
             self.sample_bootstrap_maybe(from, to);
             return;
         };
-        let tick = self.tick;
+        let tick = self.maintenance.tick();
         if let Some(old) = self.table.get_mut(&id) {
             let mut nat = None;
             if sample
@@ -72,7 +73,7 @@ impl Node {
         if node.id == *self.table.id() {
             return;
         }
-        let tick = self.tick;
+        let tick = self.maintenance.tick();
         node.added = tick;
         node.pinged = tick;
         node.seen = tick;
@@ -99,10 +100,10 @@ impl Node {
 
     /// `_onfullrow`: maybe re-ping the row's oldest member and replace it with `newcomer`.
     pub(crate) fn on_full_row(&mut self, now: Instant, newcomer: TableNode) {
-        if !self.bootstrapped || self.repinging >= super::maintenance::MAX_REPINGING {
+        if !self.bootstrapped || !self.maintenance.can_reping() {
             return;
         }
-        let tick = self.tick;
+        let tick = self.maintenance.tick();
         let mut oldest: Option<&TableNode> = None;
         for n in self.table.row_nodes(&newcomer.id) {
             if n.pinged == tick {
@@ -124,7 +125,7 @@ impl Node {
         if let Some(n) = self.table.get_mut(&old) {
             n.pinged = tick;
         }
-        self.repinging += 1;
+        self.maintenance.reping_started();
         let ok = self.internal_request(
             now,
             addr,
@@ -137,7 +138,7 @@ impl Node {
             },
         );
         if !ok {
-            self.repinging = self.repinging.saturating_sub(1);
+            self.maintenance.reping_ended();
         }
     }
 }

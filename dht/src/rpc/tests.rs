@@ -137,7 +137,13 @@ fn registered_user_command_is_handed_out_and_answered_with_token() {
         panic!("expected a request event")
     };
     assert_eq!(incoming.value.as_deref(), Some(&b"hi"[..]));
-    n.reply(&incoming, Some(b"ok".to_vec()), true, false);
+    n.reply(
+        &incoming,
+        ReplyOpts {
+            closer_nodes: false,
+            ..ReplyOpts::value(Some(b"ok".to_vec()))
+        },
+    );
     let t = n.poll_transmit().unwrap();
     let Ok(Message::Response(res)) = Message::from_bytes(&t.payload) else {
         panic!()
@@ -145,6 +151,35 @@ fn registered_user_command_is_handed_out_and_answered_with_token() {
     assert_eq!(res.tid, 9);
     assert_eq!(res.token, Some(n.token_for(Ipv4Addr::LOCALHOST)));
     assert_eq!(res.value.as_deref(), Some(&b"ok"[..]));
+}
+
+#[test]
+fn reply_goes_to_opts_to_with_a_token_for_that_address() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    n.register_command(4);
+    let r = req(9, false, 4);
+    assert!(send(&mut n, now, addr(40_000), &r).is_empty());
+    let Some(Event::Request(incoming)) = n.poll_event() else {
+        panic!("expected a request event")
+    };
+    let client = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 41_000);
+    n.reply(
+        &incoming,
+        ReplyOpts {
+            to: Some(client),
+            ..ReplyOpts::error(3)
+        },
+    );
+    let t = n.poll_transmit().unwrap();
+    assert_eq!(t.to, client);
+    let Ok(Message::Response(res)) = Message::from_bytes(&t.payload) else {
+        panic!()
+    };
+    assert_eq!(
+        (res.tid, res.to, res.error, res.token),
+        (9, client, 3, None)
+    );
 }
 
 #[test]
@@ -217,6 +252,92 @@ fn request_is_sent_four_times_then_times_out() {
     assert_eq!(sent, 4);
     assert_eq!(result, Some(Err(RequestError::TimedOut)));
     assert!(now - start >= Duration::from_millis(4000));
+}
+
+/// The tid of the request `n` sent to `to` (drains the transmit queue).
+fn sent_tid(n: &mut Node, to: SocketAddrV4) -> u16 {
+    let mut tid = None;
+    while let Some(t) = n.poll_transmit() {
+        if t.to == to
+            && let Ok(Message::Request(r)) = Message::from_bytes(&t.payload)
+        {
+            tid = Some(r.tid);
+        }
+    }
+    tid.expect("a request was sent")
+}
+
+fn response(tid: u16, to: SocketAddrV4) -> Vec<u8> {
+    Message::Response(Response {
+        tid,
+        to,
+        id: None,
+        token: None,
+        closer_nodes: Vec::new(),
+        error: 0,
+        value: None,
+    })
+    .to_bytes()
+}
+
+#[test]
+fn reply_with_the_right_tid_from_another_address_is_dropped_and_counted() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let dest = addr(45_000);
+    let id = n.ping(now, dest);
+    let tid = sent_tid(&mut n, dest);
+    // Same IP, other port; then other IP, same port.
+    let spoofers = [
+        addr(45_001),
+        SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 45_000),
+    ];
+    for (i, spoof) in spoofers.into_iter().enumerate() {
+        n.handle_datagram(now, spoof, &response(tid, addr(30_000)));
+        assert_eq!(n.stats().wrong_source_responses, i as u64 + 1);
+        assert_eq!(n.poll_event(), None, "a spoofed reply completes nothing");
+        assert_eq!(n.inflight(), 1);
+    }
+    assert_eq!(n.stats().responses, 0);
+    n.handle_datagram(
+        now + Duration::from_millis(5),
+        dest,
+        &response(tid, addr(30_000)),
+    );
+    let Some(Event::Response { request, result }) = n.poll_event() else {
+        panic!("the real reply completes the request")
+    };
+    assert_eq!(request, id);
+    let reply = result.expect("a reply");
+    assert_eq!(reply.from, dest);
+    assert_eq!(reply.rtt, Duration::from_millis(5));
+    assert_eq!(n.inflight(), 0);
+    assert_eq!(
+        (n.stats().responses, n.stats().wrong_source_responses),
+        (1, 2)
+    );
+}
+
+#[test]
+fn transaction_ids_are_random_and_unique_among_requests_in_flight() {
+    let now = Instant::now();
+    let mut n = persistent_node(now);
+    let mut tids = Vec::new();
+    for p in 0..64u16 {
+        n.ping(now, addr(50_000 + p));
+        tids.push(sent_tid(&mut n, addr(50_000 + p)));
+    }
+    let distinct: std::collections::BTreeSet<u16> = tids.iter().copied().collect();
+    assert_eq!(distinct.len(), tids.len(), "unique while in flight");
+    let sequential = tids
+        .windows(2)
+        .filter(|w| w[1] == w[0].wrapping_add(1))
+        .count();
+    assert!(sequential < 4, "not counted up: {tids:?}");
+    // The same seed gives the same ids (the core stays deterministic).
+    let mut m = persistent_node(now);
+    m.ping(now, addr(50_000));
+    assert_eq!(sent_tid(&mut m, addr(50_000)), tids[0]);
 }
 
 #[test]
@@ -391,7 +512,7 @@ fn cancelled_query_sends_nothing_more_and_reports_nothing() {
     assert!(std::iter::from_fn(|| n.poll_event()).all(|e| !matches!(e, Event::QueryDone { .. })));
 }
 
-/// reliability-tests F3: every command 0..=255, internal or not, with and without a target and
+/// Command space (`dht-rpc/index.js` `_onrequest`): every command 0..=255, internal or not, with and without a target and
 /// value, gets at most one reply, and that reply is a success (known internal commands) or
 /// UNKNOWN_COMMAND; nothing panics.
 #[test]
@@ -434,7 +555,7 @@ fn every_command_number_gets_js_s_answer_or_silence() {
     }
 }
 
-/// reliability-tests A1: one reply datagram per request, and the reply/request size ratio of
+/// Amplification (`dht-rpc/lib/io.js` `_sendReply` sizes): one reply datagram per request, and the reply/request size ratio of
 /// the documented table (an ephemeral requester, a persistent responder with a full table):
 /// PING 11 B -> 42 B, FIND_NODE 43 B -> 163 B.
 #[test]

@@ -1,7 +1,7 @@
 //! dht-rpc datagrams: requests (`0x03`) and responses (`0x13`).
 //!
 //! JS: dht-rpc@6.27.0 `lib/io.js` (`Request._encodeRequest`, `Request.decode`, `_sendReply`,
-//! `decodeReply`); layout in protocol-map §2.2. Flags are a `uint`; unknown flag bits are
+//! `decodeReply`), which give the field order behind the flags. Flags are a `uint`; unknown flag bits are
 //! ignored, and so are bytes after the last field, as in JS.
 
 use std::net::SocketAddrV4;

@@ -9,11 +9,11 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome};
+use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome, ReplyOpts};
 
 /// A tiny deterministic RNG (SplitMix64) for the harness itself.
 #[derive(Debug, Clone)]
@@ -43,19 +43,22 @@ impl Rng {
 pub struct Net {
     pub start: Instant,
     pub now: Instant,
-    pub nodes: HashMap<SocketAddrV4, Node>,
-    pub dead: HashSet<SocketAddrV4>,
+    /// Boxed, so the heap per node counts the node and not the map's spare slots.
+    pub nodes: BTreeMap<SocketAddrV4, Box<Node>>,
+    pub dead: BTreeSet<SocketAddrV4>,
     /// The datagram fabric.
     pub wire: netsim::Net,
     timers: BinaryHeap<Reverse<(Instant, SocketAddrV4)>>,
-    pub done: HashMap<(SocketAddrV4, QueryId), Result<QueryOutcome, QueryError>>,
-    pub persistent: HashSet<SocketAddrV4>,
-    pub ready: HashSet<SocketAddrV4>,
+    pub done: BTreeMap<(SocketAddrV4, QueryId), Result<QueryOutcome, QueryError>>,
+    pub persistent: BTreeSet<SocketAddrV4>,
+    pub ready: BTreeSet<SocketAddrV4>,
     pub rng: Rng,
     pub delivered: u64,
     /// User requests seen by each node (answered at once with value `b"ok"`, token and closer
     /// nodes, as a hyperdht handler would).
     pub user_requests: Vec<(SocketAddrV4, dht::rpc::IncomingRequest)>,
+    /// Replies streamed by queries started with `stream: true`, per querying node.
+    pub query_replies: Vec<(SocketAddrV4, QueryId, dht::rpc::Reply)>,
 }
 
 pub fn addr_of(i: u32) -> SocketAddrV4 {
@@ -69,8 +72,8 @@ impl Net {
         Self {
             start,
             now: start,
-            nodes: HashMap::new(),
-            dead: HashSet::new(),
+            nodes: BTreeMap::new(),
+            dead: BTreeSet::new(),
             wire: {
                 let mut w =
                     netsim::Net::new(start, seed ^ 0x6e65_7473_696d).with_stateless_default_links();
@@ -82,12 +85,13 @@ impl Net {
                 w
             },
             timers: BinaryHeap::new(),
-            done: HashMap::new(),
-            persistent: HashSet::new(),
-            ready: HashSet::new(),
+            done: BTreeMap::new(),
+            persistent: BTreeSet::new(),
+            ready: BTreeSet::new(),
             rng: Rng(seed),
             delivered: 0,
             user_requests: Vec::new(),
+            query_replies: Vec::new(),
         }
     }
 
@@ -113,7 +117,7 @@ impl Net {
 
     pub fn insert(&mut self, addr: SocketAddrV4, node: Node) {
         self.dead.remove(&addr);
-        self.nodes.insert(addr, node);
+        self.nodes.insert(addr, Box::new(node));
         self.after(addr);
     }
 
@@ -137,9 +141,12 @@ impl Net {
         while let Some(e) = node.poll_event() {
             match e {
                 Event::Request(r) => {
-                    node.reply(&r, Some(b"ok".to_vec()), true, true);
+                    node.reply(&r, ReplyOpts::value(Some(b"ok".to_vec())));
                     self.user_requests.push((addr, r));
                     answered = true;
+                }
+                Event::QueryReply { query, reply } => {
+                    self.query_replies.push((addr, query, reply));
                 }
                 Event::QueryDone { query, result } => {
                     self.done.insert((addr, query), result);

@@ -1,7 +1,8 @@
 //! hyperdht message encodings (the `value` of user-command requests and replies, and the
 //! plaintext inside Noise and holepunch payloads).
 //!
-//! JS: hyperdht@6.34.0 `lib/messages.js`; layouts in protocol-map §3.4. Fields keep the JS names
+//! JS: hyperdht@6.34.0 `lib/messages.js` (each encoding's `preencode`/`encode`/`decode` gives
+//! the field order and flags byte). Fields keep the JS names
 //! (snake_case). Numeric enums (`mode`, `firewall`, `error`) stay raw numbers here so that
 //! unknown values survive a decode/encode round trip; see [`super::Mode`], [`super::Firewall`] and
 //! [`super::ErrorCode`] for the named values.
