@@ -53,13 +53,16 @@ pub fn packet_roundtrip(data: &[u8]) {
 
 /// Drives two connected streams (A writes, B reads) through an operation sequence decoded
 /// from `data`: writes, END, time steps, delivery / loss / duplication / reordering of the
-/// datagrams in flight, raw fuzzed packets injected into either side, MESSAGE, DESTROY.
-/// After every operation it checks that B has delivered a prefix of what A wrote, that the
-/// buffers stay within their bounds, and that no timer is left in the past after it fired.
+/// datagrams in flight, raw fuzzed packets injected into either side (from the peer's address,
+/// and from a hostile third address), MESSAGE, DESTROY. After every operation it checks that
+/// B has delivered a prefix of what A wrote, that the buffers stay within their bounds, that
+/// no timer is left in the past after it fired, and that a packet from the hostile address
+/// changes nothing but a drop counter.
 pub fn stream_ops(data: &[u8]) {
     use crate::proto::stream::MAX_DATAGRAM;
     use crate::proto::{Config, Stream};
     use std::collections::VecDeque;
+    use std::net::SocketAddr;
     use std::time::{Duration, Instant};
 
     fn pattern(i: u64) -> u8 {
@@ -71,10 +74,14 @@ pub fn stream_ops(data: &[u8]) {
         ..Config::default()
     };
     let mut now = Instant::now();
+    let addr_a: SocketAddr = "10.0.0.1:1000".parse().expect("literal");
+    let addr_b: SocketAddr = "10.0.0.2:2000".parse().expect("literal");
+    // Off-path: the same host as B on another port, so only the port tells them apart.
+    let hostile: SocketAddr = "10.0.0.2:2001".parse().expect("literal");
     let mut a = Stream::new(1, cfg.clone());
     let mut b = Stream::new(2, cfg.clone());
-    a.connect(2);
-    b.connect(1);
+    a.connect(2, addr_b);
+    b.connect(1, addr_a);
     let mut ab: VecDeque<Vec<u8>> = VecDeque::new();
     let mut ba: VecDeque<Vec<u8>> = VecDeque::new();
     let mut written = 0u64;
@@ -84,7 +91,7 @@ pub fn stream_ops(data: &[u8]) {
     let mut it = data.iter().copied();
     while let Some(op) = it.next() {
         let arg = it.next().unwrap_or(0);
-        match op % 14 {
+        match op % 16 {
             0 => {
                 let n = (arg as usize * 37).min(chunk.len());
                 for (i, c) in chunk[..n].iter_mut().enumerate() {
@@ -101,14 +108,14 @@ pub fn stream_ops(data: &[u8]) {
                 now += Duration::from_millis(u64::from(arg) * 7);
             }
             3 | 4 => {
-                let (q, s) = if op % 14 == 3 {
-                    (&mut ab, &mut b)
+                let (q, s, from) = if op % 16 == 3 {
+                    (&mut ab, &mut b, addr_a)
                 } else {
-                    (&mut ba, &mut a)
+                    (&mut ba, &mut a, addr_b)
                 };
                 for _ in 0..=(arg % 8) {
                     if let Some(d) = q.pop_front() {
-                        s.handle_datagram(now, &d);
+                        s.handle_datagram(now, from, &d);
                     }
                 }
             }
@@ -120,7 +127,7 @@ pub fn stream_ops(data: &[u8]) {
             }
             7 => {
                 if let Some(d) = ab.front().cloned() {
-                    b.handle_datagram(now, &d);
+                    b.handle_datagram(now, addr_a, &d);
                 }
             }
             8 | 9 => {
@@ -129,20 +136,56 @@ pub fn stream_ops(data: &[u8]) {
                 if raw.len() >= 8 {
                     raw[0] = 0xff;
                     raw[1] = 1;
-                    let id: u32 = if op % 14 == 8 { 1 } else { 2 };
+                    let id: u32 = if op % 16 == 8 { 1 } else { 2 };
                     raw[4..8].copy_from_slice(&id.to_le_bytes());
-                    if op % 14 == 9 {
+                    if op % 16 == 9 {
                         // UDX has no authentication: spoofed DATA with the right id and seq
                         // is accepted (secret-stream above rejects it). Keep the oracle
                         // honest by injecting only non-data packets into the reader.
                         raw[2] &= !crate::proto::packet::flags::DATA_OR_END;
                     }
                 }
-                if op % 14 == 8 {
-                    a.handle_datagram(now, &raw);
+                if op % 16 == 8 {
+                    a.handle_datagram(now, addr_b, &raw);
                 } else {
-                    b.handle_datagram(now, &raw);
+                    b.handle_datagram(now, addr_a, &raw);
                 }
+            }
+            14 | 15 => {
+                // Anything, DATA/END/DESTROY with the right id included, from the hostile
+                // address (a captured packet of the flow, replayed, or raw bytes): it is
+                // dropped without a trace beyond the counters.
+                let s = if op % 16 == 14 { &mut a } else { &mut b };
+                let id: u32 = if op % 16 == 14 { 1 } else { 2 };
+                let raw: Vec<u8> = if arg % 4 == 0
+                    && let Some(d) = ab.front().or(ba.front())
+                {
+                    d.clone()
+                } else {
+                    let mut raw: Vec<u8> = it.by_ref().take(20 + usize::from(arg % 64)).collect();
+                    if raw.len() >= 8 && arg % 4 != 1 {
+                        raw[0] = 0xff;
+                        raw[1] = 1;
+                        raw[4..8].copy_from_slice(&id.to_le_bytes());
+                    }
+                    raw
+                };
+                let before = (s.debug_state(), s.closed(), s.readable_bytes());
+                let stats = s.stats();
+                s.handle_datagram(now, hostile, &raw);
+                assert_eq!(
+                    (s.debug_state(), s.closed(), s.readable_bytes()),
+                    before,
+                    "an off-path packet changed the stream"
+                );
+                let after = s.stats();
+                // Counted unless it decodes as a packet for another stream id.
+                let counted = Packet::decode(&raw).map_or(true, |p| p.header.stream_id == id);
+                assert_eq!(
+                    after.dropped_off_path + after.malformed,
+                    stats.dropped_off_path + stats.malformed + u64::from(counted),
+                    "an off-path packet for this stream is counted"
+                );
             }
             10 => {
                 while let Ok(n) = b.read(&mut chunk[..(arg as usize * 64 + 1).min(8192)]) {

@@ -41,16 +41,18 @@ impl Pair {
     pub fn new(seed: u64, cfg: Config) -> Pair {
         let start = Instant::now();
         let net = Net::new(start, seed);
+        let addr_a: SocketAddr = "10.0.0.1:1000".parse().unwrap();
+        let addr_b: SocketAddr = "10.0.0.2:2000".parse().unwrap();
         let mut a = Stream::new(1, cfg.clone());
         let mut b = Stream::new(2, cfg);
-        a.connect(2);
-        b.connect(1);
+        a.connect(2, addr_b);
+        b.connect(1, addr_a);
         Pair {
             net,
             a,
             b,
-            addr_a: "10.0.0.1:1000".parse().unwrap(),
-            addr_b: "10.0.0.2:2000".parse().unwrap(),
+            addr_a,
+            addr_b,
         }
     }
 
@@ -81,9 +83,9 @@ impl Pair {
         let now = self.net.now();
         while let Some(d) = self.net.poll_deliver() {
             if d.to == self.addr_b {
-                self.b.handle_datagram(now, &d.data);
-            } else {
-                self.a.handle_datagram(now, &d.data);
+                self.b.handle_datagram(now, d.from, &d.data);
+            } else if d.to == self.addr_a {
+                self.a.handle_datagram(now, d.from, &d.data);
             }
         }
         if self.a.poll_timeout().is_some_and(|t| t <= now) {
