@@ -258,3 +258,135 @@ pub fn stream_ops(data: &[u8]) {
         }
     }
 }
+
+/// `udxcat send`'s payload: SplitMix64 over the 8-byte block index, so any byte range of a
+/// transfer can be recomputed (the replays of [`hostile_datagrams`] rely on it).
+pub fn udxcat_pattern(buf: &mut [u8], offset: u64) {
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        let mut z = (offset / 8 + i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let b = z.to_le_bytes();
+        chunk.copy_from_slice(b.get(..chunk.len()).unwrap_or(&b));
+    }
+}
+
+/// What [`hostile_datagrams`] made, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostileCounts {
+    /// Random bytes that are not a UDX packet.
+    pub garbage: u64,
+    /// Well-formed headers of every packet type with random seq/ack.
+    pub headers: u64,
+    /// DESTROY with the stream's id.
+    pub destroy: u64,
+    /// END with the stream's id.
+    pub end: u64,
+    /// ACK/SACK with the stream's id.
+    pub ack: u64,
+    /// DATA with the stream's id and a forged payload.
+    pub data: u64,
+    /// Byte-exact copies of the first DATA packets of a `udxcat send` transfer.
+    pub replay: u64,
+}
+
+impl HostileCounts {
+    /// All datagrams made.
+    pub fn total(&self) -> u64 {
+        self.garbage + self.headers + self.destroy + self.end + self.ack + self.data + self.replay
+    }
+}
+
+/// Datagram `i` of a hostile stream aimed at stream `id`: cycles through random bytes,
+/// well-formed headers of every type, forged DESTROY/END/ACK/DATA (half with sequence numbers
+/// near a fresh stream's start, half random) and replays of the first packets of a
+/// `udxcat send` transfer at the base MTU. Deterministic in `(seed, i)`.
+pub fn hostile_datagram(seed: u64, id: u32, i: u64, counts: &mut HostileCounts) -> Vec<u8> {
+    use crate::proto::packet::{Header, SackBlock, encode, flags};
+    let mut x = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let near = i.is_multiple_of(2);
+    let small = |r: u64| if near { (r % 64) as u32 } else { r as u32 };
+    let mut out = vec![0u8; 1500];
+    let header = |fl: u8, seq: u32, ack: u32| Header {
+        flags: fl,
+        data_offset: 0,
+        stream_id: id,
+        rwnd: 4 << 20,
+        seq,
+        ack,
+    };
+    let kind = i % 7;
+    let n = match kind {
+        0 => {
+            counts.garbage += 1;
+            let len = 1 + (rnd() % 100) as usize;
+            let mut v: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            if let Some(b) = v.first_mut() {
+                *b &= 0x7f; // never the UDX magic byte
+            }
+            return v;
+        }
+        1 => {
+            counts.headers += 1;
+            const TYPES: [u8; 8] = [
+                flags::DATA,
+                flags::END,
+                flags::SACK,
+                flags::MESSAGE,
+                flags::DESTROY,
+                flags::HEARTBEAT,
+                flags::DATA | flags::END,
+                0,
+            ];
+            let fl = TYPES.get((i / 7 % 8) as usize).copied().unwrap_or(0);
+            let (s, a) = (rnd() as u32, rnd() as u32);
+            if fl == flags::SACK {
+                let b = [SackBlock {
+                    start: a.wrapping_add(1),
+                    end: a.wrapping_add(5),
+                }];
+                encode(&mut out, header(0, s, a), &b, 0, &[])
+            } else {
+                encode(&mut out, header(fl, s, a), &[], 0, b"forged")
+            }
+        }
+        2 => {
+            counts.destroy += 1;
+            let (s, a) = (small(rnd()), small(rnd()));
+            encode(&mut out, header(flags::DESTROY, s, a), &[], 0, &[])
+        }
+        3 => {
+            counts.end += 1;
+            let (s, a) = (small(rnd()), small(rnd()));
+            encode(&mut out, header(flags::END, s, a), &[], 0, &[])
+        }
+        4 => {
+            counts.ack += 1;
+            let (s, a) = (small(rnd()), small(rnd()));
+            encode(&mut out, header(0, s, a), &[], 0, &[])
+        }
+        5 => {
+            counts.data += 1;
+            let (s, a) = (small(rnd()), small(rnd()));
+            encode(&mut out, header(flags::DATA, s, a), &[], 0, &[0xEE; 1000])
+        }
+        _ => {
+            counts.replay += 1;
+            // udxcat's first packets: seq k carries bytes k*1152.. (1,200-byte base MTU
+            // minus 48 bytes of IPv4+UDP+UDX headers), ack 0.
+            let k = (i / 7) % 64;
+            let mut payload = vec![0u8; 1152];
+            udxcat_pattern(&mut payload, k * 1152);
+            encode(&mut out, header(flags::DATA, k as u32, 0), &[], 0, &payload)
+        }
+    };
+    out.truncate(n.unwrap_or(0));
+    out
+}

@@ -35,7 +35,16 @@ pub struct Pair {
     pub b: Stream,
     pub addr_a: SocketAddr,
     pub addr_b: SocketAddr,
+    /// The last datagrams delivered between A and B (an on-path observer's capture).
+    pub tap: std::collections::VecDeque<netsim::Datagram>,
+    /// A is gone (its owner dropped it): datagrams to it vanish and it is not polled.
+    pub a_gone: bool,
+    /// B is gone, likewise.
+    pub b_gone: bool,
 }
+
+/// Datagrams kept in [`Pair::tap`].
+pub const TAP: usize = 64;
 
 impl Pair {
     pub fn new(seed: u64, cfg: Config) -> Pair {
@@ -53,6 +62,9 @@ impl Pair {
             b,
             addr_a,
             addr_b,
+            tap: Default::default(),
+            a_gone: false,
+            b_gone: false,
         }
     }
 
@@ -64,16 +76,16 @@ impl Pair {
     /// Moves every due datagram and timer once; returns false if nothing is scheduled at all.
     pub fn step(&mut self, buf: &mut [u8]) -> bool {
         let now = self.net.now();
-        while let Some(n) = self.a.poll_transmit(now, buf) {
+        while let Some(n) = self.a.poll_transmit(now, buf).filter(|_| !self.a_gone) {
             self.net.send(self.addr_a, self.addr_b, &buf[..n]);
         }
-        while let Some(n) = self.b.poll_transmit(now, buf) {
+        while let Some(n) = self.b.poll_transmit(now, buf).filter(|_| !self.b_gone) {
             self.net.send(self.addr_b, self.addr_a, &buf[..n]);
         }
         let next = [
             self.net.next_delivery(),
-            self.a.poll_timeout(),
-            self.b.poll_timeout(),
+            self.a.poll_timeout().filter(|_| !self.a_gone),
+            self.b.poll_timeout().filter(|_| !self.b_gone),
         ]
         .into_iter()
         .flatten()
@@ -82,16 +94,22 @@ impl Pair {
         self.net.advance_to(next);
         let now = self.net.now();
         while let Some(d) = self.net.poll_deliver() {
-            if d.to == self.addr_b {
+            if d.to == self.addr_b && !self.b_gone {
                 self.b.handle_datagram(now, d.from, &d.data);
-            } else if d.to == self.addr_a {
+            } else if d.to == self.addr_a && !self.a_gone {
                 self.a.handle_datagram(now, d.from, &d.data);
             }
+            if [self.addr_a, self.addr_b].contains(&d.from) {
+                if self.tap.len() == TAP {
+                    self.tap.pop_front();
+                }
+                self.tap.push_back(d);
+            }
         }
-        if self.a.poll_timeout().is_some_and(|t| t <= now) {
+        if !self.a_gone && self.a.poll_timeout().is_some_and(|t| t <= now) {
             self.a.handle_timeout(now);
         }
-        if self.b.poll_timeout().is_some_and(|t| t <= now) {
+        if !self.b_gone && self.b.poll_timeout().is_some_and(|t| t <= now) {
             self.b.handle_timeout(now);
         }
         true
@@ -118,6 +136,21 @@ pub fn transfer_with(
     link: LinkConfig,
     back: LinkConfig,
     limit: Duration,
+) -> Outcome {
+    transfer_hooked(cfg, seed, size, link, back, limit, |_| {})
+}
+
+/// [`transfer_with`] that calls `hook` before every step (an attacker injects datagrams, a
+/// test drops a stream, ...). The transfer is over once both sides report their end, or the
+/// writer fails; with a gone A, once B reports its end.
+pub fn transfer_hooked(
+    cfg: Config,
+    seed: u64,
+    size: u64,
+    link: LinkConfig,
+    back: LinkConfig,
+    limit: Duration,
+    mut hook: impl FnMut(&mut Pair),
 ) -> Outcome {
     let mut p = Pair::new(seed, cfg);
     p.set_link(link, back);
@@ -203,6 +236,7 @@ pub fn transfer_with(
         if writer.is_some() && (reader.is_some() || writer != Some(Ok(()))) {
             break;
         }
+        hook(&mut p);
         if trace {
             eprintln!(
                 "{:?} A: {}\n    B: {}",
