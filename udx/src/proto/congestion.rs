@@ -1,8 +1,8 @@
 //! Congestion control: CUBIC (RFC 9438) in packets, plus a token-bucket pacer.
 //!
 //! libudx runs BBR (`src/udx_bbr.c`); congestion control is purely sender-side and invisible on
-//! the wire (protocol-map.md 6.4), so we use CUBIC, which is simpler to get right and fair to
-//! itself and to loss-based peers.
+//! the wire (nothing in the header carries it), so we use CUBIC, which is simpler to get right
+//! and fair to itself and to loss-based peers.
 
 use std::time::{Duration, Instant};
 
@@ -20,11 +20,17 @@ const C: f64 = 0.4;
 /// CUBIC state.
 #[derive(Debug, Clone)]
 pub struct Cubic {
+    /// Congestion window in packets (RFC 9438 `cwnd`).
     cwnd: f64,
+    /// Slow-start threshold in packets (`ssthresh`).
     ssthresh: f64,
+    /// Window just before the last reduction (RFC 9438 `W_max`).
     w_max: f64,
+    /// Seconds the cubic curve takes to climb back to `w_max` (RFC 9438 `K`, 4.2).
     k: f64,
+    /// Start of the current congestion-avoidance epoch (RFC 9438 `t_epoch`).
     epoch_start: Option<Instant>,
+    /// Reno-friendly window estimate (RFC 9438 `W_est`, 4.3).
     w_est: f64,
     /// HyStart++ (RFC 9406): minimum RTT of the current and the previous round in slow start.
     cur_round_min: Option<Duration>,

@@ -1,6 +1,6 @@
-//! Path MTU probing (libudx `UDX_MTU_*`, protocol-map.md 6.6): start at 1200, after the first
-//! acknowledgement pad one DATA packet to `current + 32`; an acknowledged probe raises the MTU,
-//! three lost probes end the search; never above the maximum (1500).
+//! Path MTU probing (libudx `UDX_MTU_*`, `src/udx.c mtu_probeify_packet`): start at 1200,
+//! after the first acknowledgement pad one DATA packet to `current + 32`; an acknowledged probe
+//! raises the MTU, three lost probes end the search; never above the maximum (1500).
 
 /// `UDX_MTU_BASE`.
 pub const BASE_MTU: usize = 1200;

@@ -2,7 +2,7 @@
 //! (the "data offset") and a payload.
 //!
 //! Mirrors libudx `include/udx.h` (`UDX_HEADER_*`, `UDX_MAGIC_BYTE`, `UDX_VERSION`) and
-//! `src/udx.c` `process_packet` / `udx_write_header` / `send_ack` (protocol-map.md 6.1-6.2).
+//! `src/udx.c` `process_packet` / `udx_write_header` / `send_ack`.
 //! Decoding never panics and never allocates; it borrows from the datagram.
 
 use thiserror::Error;

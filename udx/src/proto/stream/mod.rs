@@ -30,7 +30,7 @@
 //!   keeps SACKed packets outside its window, so they can exceed it), and draining it may
 //!   add one `recv_window`: at most 2 x `recv_window` buffered; out-of-order packets only
 //!   within [`MAX_OOO_DISTANCE`] of `ack`;
-//! - SACK blocks per ACK <= [`MAX_SACKS`] (`UDX_MAX_SACKS` 50);
+//! - SACK blocks per ACK <= [`MAX_SACKS`](super::packet::MAX_SACKS) (`UDX_MAX_SACKS` 50);
 //! - queued outgoing messages <= [`MAX_QUEUED_MESSAGES`], queued events <= [`MAX_EVENTS`].
 
 use std::collections::VecDeque;
@@ -54,7 +54,7 @@ use send::SendState;
 /// Out-of-order packets are buffered only this far past `ack` (libudx scans 65,536 ahead for
 /// SACKs; we bound the buffer much tighter since the window bounds what a sane peer sends).
 pub const MAX_OOO_DISTANCE: u32 = 32_768;
-/// Outgoing unreliable messages queued at most (beyond: [`WriteError::QueueFull`]).
+/// Outgoing unreliable messages queued at most (beyond: [`WriteError::QueueFull`](super::WriteError::QueueFull)).
 pub const MAX_QUEUED_MESSAGES: usize = 256;
 /// Events queued at most; incoming messages beyond it are dropped (and counted).
 pub const MAX_EVENTS: usize = 1024;
@@ -187,6 +187,8 @@ pub struct Stream {
     cfg: Config,
     local_id: u32,
     remote_id: Option<u32>,
+    /// Peer id from the handshake, connected once its first packet passes the driver's
+    /// firewall.
     pending_remote: Option<u32>,
     /// The only source we accept packets from once connected.
     remote_addr: Option<SocketAddr>,
@@ -200,15 +202,25 @@ pub struct Stream {
     recovery: Recovery,
     /// Receive buffers and ACK generation (`recv.rs`).
     recv: RecvState,
+    /// Path MTU search (RFC 8899 style, libudx `mtu_state`).
     mtu: MtuProber,
+    /// [`Event::RemoteChanged`] fires once `remote_acked` reaches it (libudx
+    /// `seq_on_remote_changed`).
     remote_change_seq: Option<u32>,
     // ---- lifecycle
+    /// The terminal result once the stream closed.
     closed: Option<Result<(), StreamError>>,
+    /// When it closed.
     closed_at: Option<Instant>,
+    /// How long a cleanly closed stream keeps acknowledging retransmitted DATA/END.
     linger_until: Option<Instant>,
+    /// Events not yet polled (<= [`MAX_EVENTS`], plus the final `Closed`).
     events: VecDeque<Event>,
+    /// An [`Event::Readable`] is owed.
     readable_pending: bool,
+    /// An [`Event::Writable`] is owed.
     writable_pending: bool,
+    /// Counters.
     stats: Stats,
 }
 

@@ -10,15 +10,25 @@ use crate::proto::error::StreamError;
 use crate::proto::packet::{self, HEADER_SIZE, Packet, SackBlock, seq_diff, seq_lt};
 use crate::proto::rtt::RttEstimator;
 
+/// One packet between `remote_acked` and `seq`: what it carried and how it fared.
 #[derive(Debug, Clone)]
 pub(super) struct Sent {
+    /// Stream offset of its first payload byte.
     pub(super) offset: u64,
+    /// Payload bytes.
     pub(super) len: u16,
+    /// Carries the END flag.
     pub(super) end: bool,
+    /// Time of its latest transmission.
     pub(super) sent_at: Instant,
+    /// Transmissions so far (1 = never retransmitted).
     pub(super) transmits: u8,
+    /// RTO expiries while it was the oldest unacknowledged packet (libudx `rto_count`,
+    /// bounded by [`Config::max_rto_timeouts`]).
     pub(super) rto_expiries: u8,
+    /// Covered by a SACK block (not yet cumulatively acknowledged).
     pub(super) sacked: bool,
+    /// Declared lost by RACK or an RTO and not yet retransmitted.
     pub(super) lost: bool,
     /// Counted in `in_flight`.
     pub(super) counted: bool,
@@ -30,41 +40,86 @@ pub(super) struct Sent {
     pub(super) order: u64,
 }
 
+/// Congestion state, as libudx `ca_state` (Linux `tcp_ca_state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CaState {
+    /// No loss outstanding (`UDX_CA_OPEN`).
     Open,
+    /// RACK declared a loss; the window was cut once and holds until `high_seq` is
+    /// acknowledged (`UDX_CA_RECOVERY`).
     Recovery,
+    /// The RTO fired; everything not SACKed is being resent from a window of one
+    /// (`UDX_CA_LOSS`).
     Loss,
 }
 
 /// The recovery state of a [`Stream`].
 #[derive(Debug)]
 pub(super) struct Recovery {
+    /// Oldest sequence number the peer has not cumulatively acknowledged (libudx
+    /// `remote_acked`, TCP SND.UNA); `inflight[0]` carries it.
     pub(super) remote_acked: u32,
+    /// Every packet from `remote_acked` up to `seq - 1`, in sequence order, whether SACKed,
+    /// lost or still in the network (libudx `outgoing` / `inflight_queue`).
     pub(super) inflight: VecDeque<Sent>,
+    /// Packets counted against the congestion window: sent, not SACKed and not declared lost
+    /// (libudx `inflight`, counted in packets here).
     pub(super) in_flight: usize,
+    /// SACKed packets in `inflight` (libudx `sacks`).
     pub(super) sacked_count: usize,
+    /// Sequence numbers queued to retransmit (libudx `retransmit_queue`).
     pub(super) retransmit: VecDeque<u32>,
+    /// Smoothed RTT, variance, minimum and the RTO (RFC 6298).
     pub(super) rtt: RttEstimator,
+    /// CUBIC congestion window (RFC 9438).
     pub(super) cc: Cubic,
+    /// Congestion state (libudx `ca_state`: `UDX_CA_OPEN`, `UDX_CA_RECOVERY`, `UDX_CA_LOSS`).
     pub(super) ca: CaState,
+    /// Last sequence number sent when recovery or loss began: the state returns to `Open`
+    /// once `remote_acked` passes it (libudx `high_seq`).
     pub(super) high_seq: u32,
+    /// Retransmission timer (libudx `UDX_TIMER_RTO`, `src/udx.c udx_rto_timeout`).
     pub(super) rto_at: Option<Instant>,
+    /// Tail-loss probe timer: 2 x SRTT after the last send or delivery, never after the RTO
+    /// (RACK-TLP, RFC 8985 7.2 "PTO"; libudx `src/udx.c schedule_loss_probe`).
     pub(super) tlp_at: Option<Instant>,
+    /// Tail-loss probes still allowed before an ACK delivers new data ([`MAX_TLPS`]; libudx
+    /// allows one, `tlp_permitted`).
     pub(super) tlp_left: u8,
+    /// Send time of the newest never-retransmitted packet the ACK being processed delivered:
+    /// its one RTT sample.
     pub(super) rtt_candidate: Option<Instant>,
+    /// Sequence number whose second copy is due at `dup_at` (after a repeated RTO).
     pub(super) dup_pending: Option<u32>,
+    /// When the second copy of `dup_pending` goes out.
     pub(super) dup_at: Option<Instant>,
+    /// Sequence number an RTO asked to send twice; becomes `dup_pending` once the first copy
+    /// leaves.
     pub(super) rto_dup: Option<u32>,
+    /// RACK reordering timer: when the oldest packet that is not yet lost passes
+    /// `rack_rtt + reo_wnd` (RFC 8985 6.3; libudx `UDX_TIMER_RACK_REO`,
+    /// `src/udx.c udx_rack_reo_timeout`).
     pub(super) reorder_at: Option<Instant>,
+    /// RACK.xmit_ts (RFC 8985 6.1): send time of the most recently sent packet that was
+    /// delivered (libudx `rack_time_sent`).
     pub(super) rack_xmit: Option<Instant>,
+    /// Sequence number of that packet (RACK.end_seq; libudx keeps one past it,
+    /// `rack_next_seq`).
     pub(super) rack_seq: u32,
+    /// Transmission order of that packet, which breaks ties within a burst sent at the same
+    /// instant.
     pub(super) rack_order: u64,
     /// End of the current HyStart++ round (the `seq` when it began).
     pub(super) round_end: u32,
+    /// Transmissions so far; each one stamps `Sent::order`.
     pub(super) xmit_order: u64,
+    /// RACK.rtt (RFC 8985 6.1): RTT of the packet `rack_xmit` comes from (libudx `rack_rtt`).
     pub(super) rack_rtt: Duration,
+    /// RACK.reordering_seen (RFC 8985 6.2 step 3): the peer delivered a packet after a later
+    /// one, so the reordering window stays open in recovery (libudx `reordering_seen`).
     pub(super) reorder_seen: bool,
+    /// RACK.reo_wnd_mult (RFC 8985 6.2.4 step 2): how many quarter min-RTTs the reordering
+    /// window spans; grows by one per spurious retransmission, at most 16.
     pub(super) reo_mult: u32,
 }
 
@@ -120,7 +175,7 @@ impl Stream {
             self.send.wl2 = ack;
         }
         if seq_lt(ack, self.recovery.remote_acked) {
-            return; // old ack (libudx#255)
+            return; // an ACK older than one already processed (libudx `src/udx.c process_packet`)
         }
         let mut newly = 0usize;
         let mut latest: Option<(Instant, u64, u32)> = None;

@@ -9,23 +9,39 @@ use super::{Config, Event, MAX_EVENTS, MAX_OOO_DISTANCE, Stream};
 use crate::proto::error::StreamError;
 use crate::proto::packet::{self, MAX_SACKS, Packet, SACK_SCAN_LIMIT, SackBlock, flags, seq_lt};
 
+/// A packet received past a gap in the sequence, held until the gap fills.
 #[derive(Debug)]
-pub(super) struct Ooo {
+pub(super) struct OutOfOrder {
+    /// Carries the END flag.
     pub(super) end: bool,
+    /// Its payload.
     pub(super) data: Vec<u8>,
 }
 
 /// The receive state of a [`Stream`].
 #[derive(Debug)]
 pub(super) struct RecvState {
+    /// Next sequence number expected in order (libudx `ack`, TCP RCV.NXT): our cumulative
+    /// acknowledgement.
     pub(super) ack: u32,
+    /// In-order bytes the application has not read yet.
     pub(super) recv_buf: VecDeque<u8>,
-    pub(super) ooo: HashMap<u32, Ooo>,
+    /// Packets received past a gap, keyed by sequence number, all within
+    /// [`MAX_OOO_DISTANCE`] of `ack` (libudx keeps them in `incoming`).
+    pub(super) ooo: HashMap<u32, OutOfOrder>,
+    /// Payload bytes held in `ooo` (bounded by [`Config::recv_window`]).
     pub(super) ooo_bytes: usize,
+    /// Distance from `ack` to the highest sequence number in `ooo`: where the SACK scan
+    /// stops.
     pub(super) ooo_max: u32,
+    /// Sequence number of the peer's END once delivered in order (libudx `remote_ended`).
     pub(super) remote_end_seq: Option<u32>,
+    /// The peer's END was delivered in order.
     pub(super) eof: bool,
+    /// We owe the peer an ACK (new DATA/END, a HEARTBEAT, or a window update).
     pub(super) ack_needed: bool,
+    /// Receive window we advertised last; reading that reopens it past half sends a
+    /// window update.
     pub(super) last_adv_rwnd: u32,
 }
 
@@ -219,7 +235,7 @@ impl Stream {
             self.recv.ooo_max = self.recv.ooo_max.max(dist);
             self.recv.ooo.insert(
                 seq,
-                Ooo {
+                OutOfOrder {
                     end,
                     data: payload.to_vec(),
                 },

@@ -13,24 +13,52 @@ use crate::proto::packet::{HEADER_SIZE, flags};
 /// The send state of a [`Stream`].
 #[derive(Debug)]
 pub(super) struct SendState {
+    /// Sequence number of the next new packet (libudx `seq`, TCP SND.NXT).
     pub(super) seq: u32,
+    /// Bytes written and not yet cumulatively acknowledged; its first byte is at stream
+    /// offset `buf_base`.
     pub(super) send_buf: VecDeque<u8>,
+    /// Stream offset of `send_buf`'s first byte.
     pub(super) buf_base: u64,
+    /// Stream offset of the first byte not yet cut into a packet.
     pub(super) unsent: u64,
+    /// [`Stream::end`] was called: an END follows the last written byte.
     pub(super) end_requested: bool,
+    /// Sequence number of our END packet once it was sent.
     pub(super) end_seq: Option<u32>,
+    /// Our END was acknowledged (libudx `UDX_STREAM_ENDED`).
     pub(super) end_acked: bool,
+    /// Unreliable MESSAGE payloads waiting to go out (<= [`MAX_QUEUED_MESSAGES`]).
     pub(super) messages: VecDeque<Vec<u8>>,
+    /// A DESTROY packet goes out on the next [`Stream::poll_transmit`].
     pub(super) destroy_pending: bool,
+    /// Receive window the peer last advertised, in bytes (libudx `send_rwnd`).
     pub(super) peer_rwnd: u32,
+    /// Sequence number of the packet that last updated `peer_rwnd` (libudx `send_wl1`, TCP
+    /// SND.WL1): only a packet with a newer sequence number, or the same one with a newer ack,
+    /// may change the window, so a reordered old ACK cannot shrink or reopen it (libudx
+    /// `src/udx.c process_packet`).
     pub(super) wl1: u32,
+    /// Ack number of the packet that last updated `peer_rwnd` (libudx `send_wl2`, TCP
+    /// SND.WL2); see `wl1`.
     pub(super) wl2: u32,
+    /// When the next zero-window probe (a HEARTBEAT) is due: armed one RTO after the peer
+    /// advertised a zero window with nothing in flight and data waiting, then every 2 x RTO
+    /// (libudx `UDX_TIMER_ZWP`, `src/udx.c udx_zwp_timeout`).
     pub(super) zwp_at: Option<Instant>,
+    /// Zero-window probes sent since the window last opened (libudx `zwp_count`).
     pub(super) zwp_count: u32,
+    /// When the idle keepalive HEARTBEAT is due ([`Config::keepalive`](super::Config::keepalive); libudx
+    /// `src/udx.c udx_keepalive_timeout`).
     pub(super) keepalive_at: Option<Instant>,
+    /// A HEARTBEAT (zero-window or keepalive probe, or a reply to the peer's) goes out on
+    /// the next [`Stream::poll_transmit`] (libudx `src/udx.c send_probe`).
     pub(super) probe_needed: bool,
+    /// The next DATA packet ignores the congestion window and pacing: a tail-loss probe.
     pub(super) force_one: bool,
+    /// Pacing holds transmissions until this instant.
     pub(super) pace_until: Option<Instant>,
+    /// Token bucket that spreads a window over the RTT.
     pub(super) pacer: Pacer,
 }
 
@@ -77,7 +105,7 @@ impl Stream {
     }
 
     /// Queues application data; returns how many bytes were accepted (bounded by the send
-    /// buffer; 0 = full, wait for [`Event::Writable`]).
+    /// buffer; 0 = full, wait for [`Event::Writable`](super::Event::Writable)).
     pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         if self.closed.is_some() {
             return Err(WriteError::Closed);
