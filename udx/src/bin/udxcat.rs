@@ -13,7 +13,8 @@
 //! direction and exits once that END is acknowledged. Both print
 //! `{"bytes":B,"sha256":"HEX","secs":S}` on stderr at the end and exit 0 only on a clean end
 //! in both directions. `--no-hash` (benchmarks) skips SHA-256 and prints an empty hash;
-//! `--idle-timeout SECS` sets the stream's idle limit (0: none). With `UDXCAT_STATS` set both
+//! `--idle-timeout SECS` sets the stream's idle limit (0: none). Once bound, both print
+//! `{"listening":"ADDR"}` on stderr. With `UDXCAT_STATS` set both
 //! print the stream's counters, the drops of off-path and implausible packets included, as
 //! `{"stats":...}`.
 //!
@@ -198,6 +199,8 @@ async fn run(args: Args) -> Result<(), String> {
         return spray(&args).await;
     }
     let socket = Socket::bind(args.bind).map_err(|e| format!("bind {}: {e}", args.bind))?;
+    // Scripts and tests wait for this line instead of sleeping.
+    eprintln!("{{\"listening\":\"{}\"}}", socket.local_addr());
     let mut cfg = udx::Config::default();
     if let Some(idle) = args.idle {
         cfg.idle_timeout = idle;
