@@ -1,4 +1,4 @@
-//! Named stream behaviours over `netsim` (reliability-tests.md S3-S6): MTU probing, the RTO
+//! Named stream behaviours over `netsim`: MTU probing, the RTO
 //! give-up bound, zero-window probing, half-close, simultaneous END, DESTROY, MESSAGE, SACK
 //! limits and libudx regressions.
 
