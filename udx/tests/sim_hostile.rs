@@ -172,7 +172,7 @@ fn destroy_and_ack_outside_the_window_are_dropped_and_counted() {
     s.handle_datagram(now, peer, &forged(0, 2, 10, 5, b""));
     assert_eq!(s.closed(), None);
     let st = s.stats();
-    assert_eq!((st.dropped_bad_seq, st.dropped_bad_ack), (2, 1));
+    assert_eq!((st.dropped_bad_seq, st.dropped_bad_ack), (3, 1));
     // From another address even a perfect DESTROY is dropped.
     let other: SocketAddr = "10.0.0.9:9001".parse().unwrap();
     s.handle_datagram(now, other, &forged(flags::DESTROY, 2, 10, 0, b""));

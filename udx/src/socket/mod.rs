@@ -61,6 +61,7 @@ mod stream;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Instant;
@@ -211,6 +212,9 @@ struct Inner {
     /// Held around every send and around a TTL change with its send. Always taken last:
     /// nothing takes `state` while holding it.
     send_lock: Mutex<()>,
+    /// [`Socket::close`] was called (mirrors `State::closed` for the raw send paths, which
+    /// should not wait for the driver's lock).
+    closed: AtomicBool,
     notify: Notify,
     local: SocketAddr,
 }
@@ -315,6 +319,7 @@ impl Socket {
             }),
             handler: Mutex::new(None),
             send_lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
             notify: Notify::new(),
             local,
         });
@@ -350,7 +355,7 @@ impl Socket {
     }
 
     fn check_open(&self) -> Result<(), SocketError> {
-        if self.inner.lock().closed {
+        if self.inner.closed.load(Ordering::Acquire) {
             return Err(SocketError::Closed);
         }
         Ok(())
@@ -450,6 +455,7 @@ impl Socket {
     pub fn close(&self) {
         let mut st = self.inner.lock();
         st.closed = true;
+        self.inner.closed.store(true, Ordering::Release);
         let now = Instant::now();
         for e in st.streams.values_mut() {
             e.proto.destroy(now);

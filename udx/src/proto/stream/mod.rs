@@ -16,8 +16,9 @@
 //! a connected stream's packets from any source; we drop them and count them in
 //! [`Stats::dropped_off_path`]. Packets from the right address are checked for plausibility
 //! before they change state (RFC 5961 style, the bounds follow from what libudx sends): an ACK
-//! for more than we sent, a DESTROY or END whose seq lies outside `[ack, ack +`
-//! [`MAX_OOO_DISTANCE`]`)`, and DATA past the peer's END are dropped and counted
+//! for more than we sent, a DESTROY whose seq lies outside `[ack, ack +`
+//! [`MAX_OOO_DISTANCE`]`)`, DATA or END that far beyond `ack` or past the peer's END are
+//! dropped and counted
 //! ([`Stats::dropped_bad_ack`], [`Stats::dropped_bad_seq`]). A peer that goes silent ends the
 //! stream with [`StreamError::TimedOut`] after [`Config::idle_timeout`].
 //!
@@ -173,9 +174,8 @@ pub struct Stats {
     pub dropped_off_path: u64,
     /// Packets dropped because they acknowledge data we never sent.
     pub dropped_bad_ack: u64,
-    /// DATA, END or DESTROY dropped because its seq is implausible: outside
-    /// `[ack, ack + MAX_OOO_DISTANCE)`, past the peer's END, or an END below data already
-    /// received.
+    /// DATA, END or DESTROY dropped because its seq is implausible: `ack + MAX_OOO_DISTANCE`
+    /// or more (beyond the window), a DESTROY below `ack`, or DATA/END past the peer's END.
     pub dropped_bad_seq: u64,
     /// Datagrams for this stream that did not decode.
     pub malformed: u64,

@@ -171,9 +171,10 @@ impl Stream {
     /// them:
     /// - its `ack` never exceeds what we sent (`send.seq`); an older one is legitimate
     ///   (reordering) and only ignored by `on_ack`;
-    /// - DESTROY carries the peer's next seq, at least our `ack` (libudx ignores one below it
-    ///   too) and at most the packets it has in flight beyond it, which stay under
-    ///   [`MAX_OOO_DISTANCE`] (the distance we buffer DATA at);
+    /// - DESTROY carries the peer's next seq: never below our `ack` (nothing it sent lies
+    ///   beyond it; libudx ignores such a DESTROY too) and beyond it only by the packets it
+    ///   has in flight, which stay under [`MAX_OOO_DISTANCE`] (the distance we buffer DATA
+    ///   at);
     /// - DATA and END at or above `ack` lie within [`MAX_OOO_DISTANCE`]; END is the peer's
     ///   last packet, so no DATA or END follows an END already received. Below `ack` they
     ///   are retransmissions: acknowledged, not dropped.
@@ -186,8 +187,12 @@ impl Stream {
             self.stats.dropped_bad_ack += 1;
             return false;
         }
-        let carries_seq = h.flags & (flags::DATA_OR_END | flags::DESTROY) != 0;
-        if !carries_seq || seq_lt(h.seq, self.recv.ack) {
+        let destroy = h.flags & flags::DESTROY != 0;
+        if destroy && seq_lt(h.seq, self.recv.ack) {
+            self.stats.dropped_bad_seq += 1;
+            return false;
+        }
+        if (h.flags & flags::DATA_OR_END == 0 && !destroy) || seq_lt(h.seq, self.recv.ack) {
             return true;
         }
         let dist = h.seq.wrapping_sub(self.recv.ack);
