@@ -176,7 +176,7 @@ pub(super) async fn drive(inner: Arc<Inner>) {
 
 /// Hands events to waiters, frees what finished streams without handles hold, forgets streams
 /// that are finished and done lingering, and keeps at most [`MAX_LINGERING`] lingering.
-fn cleanup(st: &mut State, now: Instant) {
+pub(super) fn cleanup(st: &mut State, now: Instant) {
     let mut lingering = 0usize;
     st.streams.retain(|_, e| {
         while let Some(ev) = e.proto.poll_event() {

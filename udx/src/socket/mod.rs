@@ -465,3 +465,6 @@ impl Socket {
         self.inner.notify.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests;
