@@ -29,6 +29,11 @@ const MSS: usize = 1152;
 const RTT: Duration = Duration::from_millis(1);
 const SENDER: u32 = 1;
 const RECEIVER: u32 = 2;
+/// The one remote address both streams talk to (they accept packets only from it).
+const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(10, 0, 0, 9),
+    9000,
+));
 
 fn config() -> Config {
     Config {
@@ -80,7 +85,7 @@ impl Lcg {
 /// A receiver whose packet 0 is missing and which holds packets 1..n, 0.5 % of them missing.
 fn receiver(n: u32, t0: Instant) -> Stream {
     let mut r = Stream::new(RECEIVER, config());
-    r.connect(SENDER);
+    r.connect(SENDER, PEER);
     let payload = vec![7u8; MSS];
     let mut rng = Lcg(0x9e37_79b9);
     for seq in 1..n {
@@ -88,7 +93,7 @@ fn receiver(n: u32, t0: Instant) -> Stream {
             continue;
         }
         let d = datagram(header(flags::DATA, RECEIVER, seq, 0), &[], &payload);
-        r.handle_datagram(t0, &d);
+        r.handle_datagram(t0, PEER, &d);
     }
     let mut buf = [0u8; MAX_DATAGRAM];
     while r.poll_transmit(t0, &mut buf).is_some() {}
@@ -101,11 +106,11 @@ fn bench_build_ack(n: u32) -> (f64, usize) {
     let mut r = receiver(n, t0);
     let hb = datagram(header(flags::HEARTBEAT, RECEIVER, 0, 0), &[], &[]);
     let mut buf = [0u8; MAX_DATAGRAM];
-    r.handle_datagram(t0, &hb);
+    r.handle_datagram(t0, PEER, &hb);
     let len = r.poll_transmit(t0, &mut buf).expect("an ACK");
     let blocks = Packet::decode(&buf[..len]).unwrap().sack_count();
     let ns = time_per_call(|| {
-        r.handle_datagram(t0, &hb);
+        r.handle_datagram(t0, PEER, &hb);
         black_box(r.poll_transmit(t0, &mut buf));
     });
     (ns, blocks)
@@ -124,7 +129,7 @@ fn bench_ooo_data(n: u32) -> f64 {
             .collect();
         let start = Instant::now();
         for d in &dgrams {
-            r.handle_datagram(t0, d);
+            r.handle_datagram(t0, PEER, d);
         }
         let took = start.elapsed();
         black_box(r.poll_transmit(t0, &mut buf));
@@ -169,7 +174,7 @@ fn top_up(s: &mut Stream, written: &mut usize, packets: usize) {
 fn sender(n: u32) -> Sender {
     let t0 = Instant::now();
     let mut s = Stream::new(SENDER, config());
-    s.connect(RECEIVER);
+    s.connect(RECEIVER, PEER);
     // Slow start without loss until the window is about a quarter of n.
     let target = (n as usize / 4).clamp(16, 4096);
     let mut written = 0;
@@ -180,7 +185,7 @@ fn sender(n: u32) -> Sender {
         top_up(&mut s, &mut written, want);
         send_all(&mut s, now, &mut next);
         now += RTT;
-        s.handle_datagram(now, &ack(next, &[]));
+        s.handle_datagram(now, PEER, &ack(next, &[]));
         if s.cwnd() >= target {
             break;
         }
@@ -206,14 +211,14 @@ fn sender(n: u32) -> Sender {
                 start: hole + 2,
                 end: last,
             }];
-            s.handle_datagram(now, &ack(hole, &sack));
+            s.handle_datagram(now, PEER, &ack(hole, &sack));
         }
         if packet::seq_lt(hole + 1, last) {
             let sack = [SackBlock {
                 start: hole + 1,
                 end: last,
             }];
-            s.handle_datagram(now, &ack(hole, &sack));
+            s.handle_datagram(now, PEER, &ack(hole, &sack));
         }
         round += 1;
     }
@@ -221,6 +226,7 @@ fn sender(n: u32) -> Sender {
     let mut buf = [0u8; MAX_DATAGRAM];
     s.handle_datagram(
         now,
+        PEER,
         &ack(
             hole,
             &[SackBlock {
@@ -257,7 +263,7 @@ fn bench_sack(n: u32) -> f64 {
             .collect();
         let start = Instant::now();
         for a in &acks {
-            b.s.handle_datagram(b.now, a);
+            b.s.handle_datagram(b.now, PEER, a);
         }
         (start.elapsed(), k)
     })
@@ -284,7 +290,7 @@ fn bench_timers(n: u32) -> (f64, f64) {
                     end: b.next,
                 },
             ];
-            b.s.handle_datagram(b.now, &ack(b.hole, &sacks));
+            b.s.handle_datagram(b.now, PEER, &ack(b.hole, &sacks));
         }
         let at = batch[0].now + RTT;
         let start = Instant::now();
