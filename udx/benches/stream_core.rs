@@ -29,11 +29,6 @@ const MSS: usize = 1152;
 const RTT: Duration = Duration::from_millis(1);
 const SENDER: u32 = 1;
 const RECEIVER: u32 = 2;
-/// The one remote address both streams talk to (they accept packets only from it).
-const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::new(10, 0, 0, 9),
-    9000,
-));
 
 fn config() -> Config {
     Config {
@@ -43,6 +38,31 @@ fn config() -> Config {
         // no MTU probing: every DATA packet carries MSS bytes
         max_mtu: 1200,
         ..Config::default()
+    }
+}
+
+/// A stream with id `local`, connected to `remote`.
+/// The one remote address both streams talk to (they accept packets only from it).
+const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(10, 0, 0, 9),
+    9000,
+));
+
+fn stream(local: u32, remote: u32) -> Stream {
+    let mut s = Stream::new(local, config());
+    s.connect(remote, PEER);
+    s
+}
+
+/// Delivery of a datagram from the peer (the one place that knows `handle_datagram`'s
+/// signature, with `stream`).
+trait Feed {
+    fn feed(&mut self, now: Instant, datagram: &[u8]);
+}
+
+impl Feed for Stream {
+    fn feed(&mut self, now: Instant, datagram: &[u8]) {
+        self.handle_datagram(now, PEER, datagram);
     }
 }
 
@@ -84,8 +104,7 @@ impl Lcg {
 
 /// A receiver whose packet 0 is missing and which holds packets 1..n, 0.5 % of them missing.
 fn receiver(n: u32, t0: Instant) -> Stream {
-    let mut r = Stream::new(RECEIVER, config());
-    r.connect(SENDER, PEER);
+    let mut r = stream(RECEIVER, SENDER);
     let payload = vec![7u8; MSS];
     let mut rng = Lcg(0x9e37_79b9);
     for seq in 1..n {
@@ -93,7 +112,7 @@ fn receiver(n: u32, t0: Instant) -> Stream {
             continue;
         }
         let d = datagram(header(flags::DATA, RECEIVER, seq, 0), &[], &payload);
-        r.handle_datagram(t0, PEER, &d);
+        r.feed(t0, &d);
     }
     let mut buf = [0u8; MAX_DATAGRAM];
     while r.poll_transmit(t0, &mut buf).is_some() {}
@@ -106,11 +125,11 @@ fn bench_build_ack(n: u32) -> (f64, usize) {
     let mut r = receiver(n, t0);
     let hb = datagram(header(flags::HEARTBEAT, RECEIVER, 0, 0), &[], &[]);
     let mut buf = [0u8; MAX_DATAGRAM];
-    r.handle_datagram(t0, PEER, &hb);
+    r.feed(t0, &hb);
     let len = r.poll_transmit(t0, &mut buf).expect("an ACK");
     let blocks = Packet::decode(&buf[..len]).unwrap().sack_count();
     let ns = time_per_call(|| {
-        r.handle_datagram(t0, PEER, &hb);
+        r.feed(t0, &hb);
         black_box(r.poll_transmit(t0, &mut buf));
     });
     (ns, blocks)
@@ -129,7 +148,7 @@ fn bench_ooo_data(n: u32) -> f64 {
             .collect();
         let start = Instant::now();
         for d in &dgrams {
-            r.handle_datagram(t0, PEER, d);
+            r.feed(t0, d);
         }
         let took = start.elapsed();
         black_box(r.poll_transmit(t0, &mut buf));
@@ -173,8 +192,7 @@ fn top_up(s: &mut Stream, written: &mut usize, packets: usize) {
 
 fn sender(n: u32) -> Sender {
     let t0 = Instant::now();
-    let mut s = Stream::new(SENDER, config());
-    s.connect(RECEIVER, PEER);
+    let mut s = stream(SENDER, RECEIVER);
     // Slow start without loss until the window is about a quarter of n.
     let target = (n as usize / 4).clamp(16, 4096);
     let mut written = 0;
@@ -185,7 +203,7 @@ fn sender(n: u32) -> Sender {
         top_up(&mut s, &mut written, want);
         send_all(&mut s, now, &mut next);
         now += RTT;
-        s.handle_datagram(now, PEER, &ack(next, &[]));
+        s.feed(now, &ack(next, &[]));
         if s.cwnd() >= target {
             break;
         }
@@ -211,22 +229,21 @@ fn sender(n: u32) -> Sender {
                 start: hole + 2,
                 end: last,
             }];
-            s.handle_datagram(now, PEER, &ack(hole, &sack));
+            s.feed(now, &ack(hole, &sack));
         }
         if packet::seq_lt(hole + 1, last) {
             let sack = [SackBlock {
                 start: hole + 1,
                 end: last,
             }];
-            s.handle_datagram(now, PEER, &ack(hole, &sack));
+            s.feed(now, &ack(hole, &sack));
         }
         round += 1;
     }
     // The last round (last..next) is in the network; its ACKs arrive at `now`.
     let mut buf = [0u8; MAX_DATAGRAM];
-    s.handle_datagram(
+    s.feed(
         now,
-        PEER,
         &ack(
             hole,
             &[SackBlock {
@@ -263,7 +280,7 @@ fn bench_sack(n: u32) -> f64 {
             .collect();
         let start = Instant::now();
         for a in &acks {
-            b.s.handle_datagram(b.now, PEER, a);
+            b.s.feed(b.now, a);
         }
         (start.elapsed(), k)
     })
@@ -290,7 +307,7 @@ fn bench_timers(n: u32) -> (f64, f64) {
                     end: b.next,
                 },
             ];
-            b.s.handle_datagram(b.now, PEER, &ack(b.hole, &sacks));
+            b.s.feed(b.now, &ack(b.hole, &sacks));
         }
         let at = batch[0].now + RTT;
         let start = Instant::now();

@@ -14,6 +14,7 @@ pub mod congestion;
 pub mod error;
 pub mod mtu;
 pub mod packet;
+mod range_set;
 pub mod rtt;
 pub mod stream;
 
@@ -23,3 +24,5 @@ pub use stream::{Config, Event, Stats, Stream};
 
 #[cfg(test)]
 mod packet_tests;
+#[cfg(test)]
+mod range_set_tests;

@@ -15,8 +15,9 @@ pub const MAGIC: u8 = 0xFF;
 pub const VERSION: u8 = 1;
 /// Maximum number of SACK blocks a receiver sends (`UDX_MAX_SACKS`).
 pub const MAX_SACKS: usize = 50;
-/// How far past `ack` a receiver scans for out-of-order packets when building SACKs (libudx
-/// `send_ack` loop bound).
+/// How far past `ack` a libudx receiver scans for out-of-order packets when building SACKs
+/// (`src/udx.c send_ack` loop bound). Ours reads its blocks off a range set instead and buffers
+/// nothing past [`MAX_OOO_DISTANCE`](super::stream::MAX_OOO_DISTANCE).
 pub const SACK_SCAN_LIMIT: u32 = 65_536;
 
 /// Type flags of the header's third byte.

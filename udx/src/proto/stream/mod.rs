@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 mod recovery;
 mod recv;
 mod send;
+#[cfg(test)]
+mod tests;
 mod transmit;
 
 pub use transmit::MAX_DATAGRAM;
@@ -520,10 +522,8 @@ impl Stream {
         self.recovery.retransmit.clear();
         self.send.messages.clear();
         if result.is_err() {
-            self.recv.ooo.clear();
-            self.recv.ooo_bytes = 0;
-            self.recovery.inflight.clear();
-            self.recovery.in_flight = 0;
+            self.recv.clear_ooo();
+            self.recovery.clear();
         }
         self.readable_pending = true;
         self.writable_pending = true;

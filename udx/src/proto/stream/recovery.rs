@@ -8,6 +8,7 @@ use super::{Config, MAX_TLPS, Stream};
 use crate::proto::congestion::Cubic;
 use crate::proto::error::StreamError;
 use crate::proto::packet::{self, HEADER_SIZE, Packet, SackBlock, seq_diff, seq_lt};
+use crate::proto::range_set::SeqRanges;
 use crate::proto::rtt::RttEstimator;
 
 /// One packet between `remote_acked` and `seq`: what it carried and how it fared.
@@ -30,7 +31,7 @@ pub(super) struct Sent {
     pub(super) sacked: bool,
     /// Declared lost by RACK or an RTO and not yet retransmitted.
     pub(super) lost: bool,
-    /// Counted in `in_flight`.
+    /// In the network: counted in `in_flight` and linked into the transmission-order list.
     pub(super) counted: bool,
     /// Queued in `retransmit`.
     pub(super) queued: bool,
@@ -38,6 +39,10 @@ pub(super) struct Sent {
     pub(super) probe: bool,
     /// Transmission order, to break ties between packets sent at the same instant.
     pub(super) order: u64,
+    /// While `counted`: the seq of the packet in the network transmitted just before this
+    /// one, and just after (the transmission-order list, see `Recovery::oldest_sent`).
+    pub(super) prev_sent: Option<u32>,
+    pub(super) next_sent: Option<u32>,
 }
 
 /// Congestion state, as libudx `ca_state` (Linux `tcp_ca_state`).
@@ -67,6 +72,16 @@ pub(super) struct Recovery {
     pub(super) in_flight: usize,
     /// SACKed packets in `inflight` (libudx `sacks`).
     pub(super) sacked_count: usize,
+    /// The SACKed sequence numbers in `inflight` as ranges, so a SACK block costs only the
+    /// packets it newly covers and the oldest and newest unSACKed packets are found at once.
+    pub(super) sacked: SeqRanges,
+    /// Oldest and newest transmission still in the network: the ends of a list, linked
+    /// through `Sent::prev_sent`/`next_sent`, of the `counted` packets in transmission order
+    /// (Linux's `tsorted_sent_queue`). RACK walks it from the oldest (RFC 8985 6.2 step 5)
+    /// and stops at the first packet still within its reordering window; a packet leaves it
+    /// in O(1) when it is acknowledged, SACKed, declared lost or resent.
+    pub(super) oldest_sent: Option<u32>,
+    pub(super) newest_sent: Option<u32>,
     /// Sequence numbers queued to retransmit (libudx `retransmit_queue`).
     pub(super) retransmit: VecDeque<u32>,
     /// Smoothed RTT, variance, minimum and the RTO (RFC 6298).
@@ -124,12 +139,83 @@ pub(super) struct Recovery {
 }
 
 impl Recovery {
+    fn get_mut(&mut self, seq: u32) -> Option<&mut Sent> {
+        self.inflight
+            .get_mut(seq.wrapping_sub(self.remote_acked) as usize)
+    }
+
+    /// Packet `seq` (in `inflight`, not counted) was just transmitted: count it in
+    /// `in_flight` and append it to the transmission-order list.
+    pub(super) fn enter_network(&mut self, seq: u32) {
+        let tail = self.newest_sent;
+        let Some(p) = self.get_mut(seq) else {
+            return;
+        };
+        if p.counted {
+            return;
+        }
+        p.counted = true;
+        p.prev_sent = tail;
+        p.next_sent = None;
+        match tail.and_then(|t| self.get_mut(t)) {
+            Some(t) => t.next_sent = Some(seq),
+            None => self.oldest_sent = Some(seq),
+        }
+        self.newest_sent = Some(seq);
+        self.in_flight += 1;
+    }
+
+    /// Packet `seq` was acknowledged, SACKed or declared lost: it no longer counts in
+    /// `in_flight` and leaves the transmission-order list.
+    pub(super) fn leave_network(&mut self, seq: u32) {
+        let Some(p) = self.get_mut(seq) else {
+            return;
+        };
+        if !p.counted {
+            return;
+        }
+        p.counted = false;
+        let (prev, next) = (p.prev_sent.take(), p.next_sent.take());
+        match prev.and_then(|s| self.get_mut(s)) {
+            Some(q) => q.next_sent = next,
+            None => self.oldest_sent = next,
+        }
+        match next.and_then(|s| self.get_mut(s)) {
+            Some(q) => q.prev_sent = prev,
+            None => self.newest_sent = prev,
+        }
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Nothing is in the network any more (an RTO declared every packet lost).
+    fn all_left_network(&mut self) {
+        for p in self.inflight.iter_mut() {
+            p.counted = false;
+        }
+        self.in_flight = 0;
+        self.oldest_sent = None;
+        self.newest_sent = None;
+    }
+
+    /// Forgets every packet in flight (the stream failed).
+    pub(super) fn clear(&mut self) {
+        self.inflight.clear();
+        self.in_flight = 0;
+        self.sacked_count = 0;
+        self.sacked.clear();
+        self.oldest_sent = None;
+        self.newest_sent = None;
+    }
+
     pub(super) fn new(cfg: &Config) -> Self {
         Recovery {
             remote_acked: 0,
             inflight: VecDeque::new(),
             in_flight: 0,
             sacked_count: 0,
+            sacked: SeqRanges::default(),
+            oldest_sent: None,
+            newest_sent: None,
             retransmit: VecDeque::new(),
             rtt: RttEstimator::new(cfg.min_rto, cfg.max_rto),
             cc: Cubic::new(),
@@ -181,19 +267,17 @@ impl Stream {
         let mut latest: Option<(Instant, u64, u32)> = None;
         let advanced = seq_diff(ack, self.recovery.remote_acked) > 0;
         while seq_lt(self.recovery.remote_acked, ack) {
+            let s = self.recovery.remote_acked;
+            self.recovery.leave_network(s);
             let Some(p) = self.recovery.inflight.pop_front() else {
                 break;
             };
-            let s = self.recovery.remote_acked;
             self.recovery.remote_acked = self.recovery.remote_acked.wrapping_add(1);
             if p.sacked {
                 self.recovery.sacked_count = self.recovery.sacked_count.saturating_sub(1);
             } else {
                 newly += 1;
                 self.on_packet_delivered(now, &p, s, &mut latest);
-            }
-            if p.counted {
-                self.recovery.in_flight = self.recovery.in_flight.saturating_sub(1);
             }
             let n = usize::from(p.len).min(self.send.send_buf.len());
             self.send.send_buf.drain(..n);
@@ -204,34 +288,36 @@ impl Stream {
         }
         if advanced {
             self.writable_pending = true;
+            self.recovery
+                .sacked
+                .remove_below(self.recovery.remote_acked);
         }
         for b in pkt.sacks() {
             if !self.sack_valid(b) {
                 self.stats.dropped_sacks += 1;
                 continue;
             }
-            let from = b.start.wrapping_sub(self.recovery.remote_acked) as usize;
-            let to = b.end.wrapping_sub(self.recovery.remote_acked) as usize;
-            for i in from..to {
-                let s = self.recovery.remote_acked.wrapping_add(i as u32);
-                let Some(p) = self.recovery.inflight.get_mut(i) else {
-                    break;
-                };
-                if p.sacked {
-                    continue;
-                }
-                p.sacked = true;
-                let p = p.clone();
-                if p.counted {
-                    self.recovery.in_flight = self.recovery.in_flight.saturating_sub(1);
-                    if let Some(q) = self.recovery.inflight.get_mut(i) {
-                        q.counted = false;
+            // Only the packets this block newly covers cost anything.
+            let mut from = b.start;
+            while let Some((gap_start, gap_end)) = self.recovery.sacked.first_gap(from, b.end) {
+                let mut s = gap_start;
+                while s != gap_end {
+                    let i = s.wrapping_sub(self.recovery.remote_acked) as usize;
+                    if let Some(p) = self.recovery.inflight.get_mut(i)
+                        && !p.sacked
+                    {
+                        p.sacked = true;
+                        let p = p.clone();
+                        self.recovery.leave_network(s);
+                        self.recovery.sacked_count += 1;
+                        newly += 1;
+                        self.on_packet_delivered(now, &p, s, &mut latest);
                     }
+                    s = s.wrapping_add(1);
                 }
-                self.recovery.sacked_count += 1;
-                newly += 1;
-                self.on_packet_delivered(now, &p, s, &mut latest);
+                from = gap_end;
             }
+            self.recovery.sacked.insert(b.start, b.end);
         }
         if let Some(sent_at) = self.recovery.rtt_candidate.take() {
             let sample = now.saturating_duration_since(sent_at);
@@ -346,7 +432,13 @@ impl Stream {
     }
 
     /// RACK (RFC 8985 6.2): a packet sent before the most recently delivered one and older
-    /// than `rack_rtt + reo_wnd` is lost.
+    /// than `rack_rtt + reo_wnd` is lost; only packets below the RACK packet's seq qualify
+    /// while it is unacknowledged, which keeps a quickly acknowledged (spurious)
+    /// retransmission from condemning everything sent before it. Walks the packets in the
+    /// network from the oldest transmission and stops at the first one sent after the RACK
+    /// packet or still inside the window: its deadline is the reordering timer (libudx
+    /// `src/udx.c rack_detect_loss`). Senders pass a `now` that never goes backwards, so later
+    /// transmissions have later deadlines.
     pub(super) fn detect_loss(&mut self, now: Instant) {
         let Some(rack_xmit) = self.recovery.rack_xmit else {
             return;
@@ -354,41 +446,50 @@ impl Stream {
         let rack_order = self.recovery.rack_order;
         let reo = self.reo_wnd();
         let horizon = self.recovery.rack_rtt + reo;
-        let mut next_timer: Option<Instant> = None;
-        let mut lost_any = false;
         let limit = self
             .recovery
             .rack_seq
             .wrapping_sub(self.recovery.remote_acked) as usize;
-        for i in 0..limit.min(self.recovery.inflight.len()) {
+        let mut next_timer: Option<Instant> = None;
+        let mut lost_any = false;
+        // indices in `inflight` of the packets newly queued for retransmission
+        let mut queue: Vec<usize> = Vec::new();
+        let mut cursor = self.recovery.oldest_sent;
+        while let Some(seq) = cursor {
+            let i = seq.wrapping_sub(self.recovery.remote_acked) as usize;
             let Some(p) = self.recovery.inflight.get_mut(i) else {
                 break;
             };
             // sent at or after the RACK packet (transmission order breaks ties within a burst)
-            if p.sacked || p.lost || (p.sent_at, p.order) >= (rack_xmit, rack_order) {
+            if (p.sent_at, p.order) >= (rack_xmit, rack_order) {
+                break;
+            }
+            cursor = p.next_sent;
+            if i >= limit {
                 continue;
             }
             let deadline = p.sent_at + horizon;
-            if now >= deadline {
-                p.lost = true;
-                if std::mem::take(&mut p.probe) {
-                    self.mtu.on_probe_lost();
-                }
-                if p.counted {
-                    p.counted = false;
-                    self.recovery.in_flight = self.recovery.in_flight.saturating_sub(1);
-                }
-                if !p.queued {
-                    p.queued = true;
-                    self.recovery
-                        .retransmit
-                        .push_back(self.recovery.remote_acked.wrapping_add(i as u32));
-                }
-                lost_any = true;
-            } else {
-                next_timer = Some(next_timer.map_or(deadline, |t: Instant| t.min(deadline)));
+            if now < deadline {
+                next_timer = Some(deadline);
+                break;
             }
+            p.lost = true;
+            if std::mem::take(&mut p.probe) {
+                self.mtu.on_probe_lost();
+            }
+            if !p.queued {
+                p.queued = true;
+                queue.push(i);
+            }
+            self.recovery.leave_network(seq);
+            lost_any = true;
         }
+        // retransmit in sequence order
+        queue.sort_unstable();
+        let base = self.recovery.remote_acked;
+        self.recovery
+            .retransmit
+            .extend(queue.into_iter().map(|i| base.wrapping_add(i as u32)));
         self.recovery.reorder_at = next_timer;
         if lost_any && self.recovery.ca == CaState::Open {
             self.recovery.ca = CaState::Recovery;
@@ -421,15 +522,22 @@ impl Stream {
     pub(super) fn on_rto(&mut self, now: Instant) {
         self.stats.rto_expiries += 1;
         let max = self.cfg.max_rto_timeouts;
-        if self.recovery.inflight.iter().all(|p| p.sacked) {
+        if self.recovery.sacked_count >= self.recovery.inflight.len() {
             // Everything SACKed yet never cumulatively acknowledged: the SACKs were wrong (a
             // reneging or spoofing peer). Forget them, as TCP does on RTO (RFC 2018 8).
             for p in self.recovery.inflight.iter_mut() {
                 p.sacked = false;
             }
             self.recovery.sacked_count = 0;
+            self.recovery.sacked.clear();
         }
-        let Some(front) = self.recovery.inflight.iter_mut().find(|p| !p.sacked) else {
+        // The oldest packet not SACKed: right after the SACKed run at the front, if any.
+        let base = self.recovery.remote_acked;
+        let front_idx = match self.recovery.sacked.first() {
+            Some((start, end)) if start == base => end.wrapping_sub(base) as usize,
+            _ => 0,
+        };
+        let Some(front) = self.recovery.inflight.get_mut(front_idx) else {
             self.recovery.rto_at = None;
             return;
         };
@@ -439,20 +547,13 @@ impl Stream {
         }
         front.rto_expiries = front.rto_expiries.saturating_add(1);
         let repeated = front.rto_expiries >= 2;
-        let front_seq = self
-            .recovery
-            .inflight
-            .iter()
-            .position(|p| !p.sacked)
-            .map(|i| self.recovery.remote_acked.wrapping_add(i as u32));
+        let front_seq = Some(base.wrapping_add(front_idx as u32));
         // Everything not SACKed is presumed lost (RFC 6298 5.4-5.6 / Linux tcp_enter_loss).
-        let base = self.recovery.remote_acked;
         for (i, p) in self.recovery.inflight.iter_mut().enumerate() {
             if p.sacked {
                 continue;
             }
             p.lost = true;
-            p.counted = false;
             if std::mem::take(&mut p.probe) {
                 self.mtu.on_probe_lost();
             }
@@ -463,7 +564,7 @@ impl Stream {
                     .push_back(base.wrapping_add(i as u32));
             }
         }
-        self.recovery.in_flight = 0;
+        self.recovery.all_left_network();
         if let Some(f) = front_seq {
             // The oldest packet goes first; after a repeated RTO it goes out twice, so one
             // lost copy or ACK does not cost another (doubling) timeout.
@@ -493,14 +594,15 @@ impl Stream {
             self.send.force_one = true;
             return;
         }
+        // The newest packet not SACKed: right before the SACKed run at the end, if any.
         let base = self.recovery.remote_acked;
-        if let Some((i, p)) = self
-            .recovery
-            .inflight
-            .iter_mut()
-            .enumerate()
-            .rev()
-            .find(|(_, p)| !p.sacked)
+        let end = base.wrapping_add(self.recovery.inflight.len() as u32);
+        let last = match self.recovery.sacked.last() {
+            Some((start, e)) if e == end => start,
+            _ => end,
+        };
+        if let Some(i) = (last.wrapping_sub(base) as usize).checked_sub(1)
+            && let Some(p) = self.recovery.inflight.get_mut(i)
             && !p.queued
         {
             p.queued = true;
@@ -560,10 +662,9 @@ impl Stream {
             p.sent_at = now;
             self.recovery.xmit_order += 1;
             p.order = self.recovery.xmit_order;
-            if !p.counted {
-                p.counted = true;
-                self.recovery.in_flight += 1;
-            }
+            // a tail-loss probe may resend a packet still in the network: it moves to the end
+            self.recovery.leave_network(seq);
+            self.recovery.enter_network(seq);
             self.after_send(now, n);
             self.stats.retransmits += 1;
             if self.recovery.rto_dup == Some(seq) {

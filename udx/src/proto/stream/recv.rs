@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use super::{Config, Event, MAX_EVENTS, MAX_OOO_DISTANCE, Stream};
 use crate::proto::error::StreamError;
-use crate::proto::packet::{self, MAX_SACKS, Packet, SACK_SCAN_LIMIT, SackBlock, flags, seq_lt};
+use crate::proto::packet::{self, MAX_SACKS, Packet, SackBlock, flags, seq_lt};
+use crate::proto::range_set::SeqRanges;
 
 /// A packet received past a gap in the sequence, held until the gap fills.
 #[derive(Debug)]
@@ -31,9 +32,9 @@ pub(super) struct RecvState {
     pub(super) ooo: HashMap<u32, OutOfOrder>,
     /// Payload bytes held in `ooo` (bounded by [`Config::recv_window`]).
     pub(super) ooo_bytes: usize,
-    /// Distance from `ack` to the highest sequence number in `ooo`: where the SACK scan
-    /// stops.
-    pub(super) ooo_max: u32,
+    /// The sequence numbers in `ooo` as ranges: the SACK blocks we send are the first
+    /// [`MAX_SACKS`] of them.
+    pub(super) ooo_seqs: SeqRanges,
     /// Sequence number of the peer's END once delivered in order (libudx `remote_ended`).
     pub(super) remote_end_seq: Option<u32>,
     /// The peer's END was delivered in order.
@@ -46,13 +47,20 @@ pub(super) struct RecvState {
 }
 
 impl RecvState {
+    /// Forgets the out-of-order packets.
+    pub(super) fn clear_ooo(&mut self) {
+        self.ooo.clear();
+        self.ooo_seqs.clear();
+        self.ooo_bytes = 0;
+    }
+
     pub(super) fn new(cfg: &Config) -> Self {
         RecvState {
             ack: 0,
             recv_buf: VecDeque::new(),
             ooo: HashMap::new(),
             ooo_bytes: 0,
-            ooo_max: 0,
+            ooo_seqs: SeqRanges::default(),
             remote_end_seq: None,
             eof: false,
             ack_needed: false,
@@ -224,9 +232,7 @@ impl Stream {
                 let s = self.recv.ack;
                 self.deliver(s, p.end, &p.data);
             }
-            if self.recv.ooo.is_empty() {
-                self.recv.ooo_max = 0;
-            }
+            self.recv.ooo_seqs.remove_below(self.recv.ack);
         } else if dist < MAX_OOO_DISTANCE {
             if self.recv.ooo.contains_key(&seq) {
                 self.stats.duplicates += 1;
@@ -237,7 +243,7 @@ impl Stream {
                 return;
             }
             self.recv.ooo_bytes += payload.len();
-            self.recv.ooo_max = self.recv.ooo_max.max(dist);
+            self.recv.ooo_seqs.insert(seq, seq.wrapping_add(1));
             self.recv.ooo.insert(
                 seq,
                 OutOfOrder {
@@ -258,8 +264,7 @@ impl Stream {
             self.recv.remote_end_seq = Some(seq);
             self.recv.eof = true;
             self.readable_pending = true;
-            self.recv.ooo.clear();
-            self.recv.ooo_bytes = 0;
+            self.recv.clear_ooo();
         }
     }
 
@@ -267,36 +272,9 @@ impl Stream {
         self.recv.ack_needed = false;
         let mut blocks = [SackBlock { start: 0, end: 0 }; MAX_SACKS];
         let mut nblocks = 0;
-        if !self.recv.ooo.is_empty() {
-            let mut open: Option<u32> = None;
-            let scan = self.recv.ooo_max.min(SACK_SCAN_LIMIT);
-            let mut remaining = self.recv.ooo.len();
-            for d in 1..=scan {
-                let s = self.recv.ack.wrapping_add(d);
-                if self.recv.ooo.contains_key(&s) {
-                    remaining -= 1;
-                    if open.is_none() {
-                        open = Some(s);
-                    }
-                } else if let Some(start) = open.take() {
-                    if let Some(b) = blocks.get_mut(nblocks) {
-                        *b = SackBlock { start, end: s };
-                        nblocks += 1;
-                    }
-                    if nblocks == MAX_SACKS || remaining == 0 {
-                        break;
-                    }
-                }
-            }
-            if let Some(start) = open
-                && let Some(b) = blocks.get_mut(nblocks)
-            {
-                *b = SackBlock {
-                    start,
-                    end: self.recv.ack.wrapping_add(scan).wrapping_add(1),
-                };
-                nblocks += 1;
-            }
+        for ((start, end), b) in self.recv.ooo_seqs.iter().zip(blocks.iter_mut()) {
+            *b = SackBlock { start, end };
+            nblocks += 1;
         }
         let h = self.header(0, self.send.seq);
         self.recv.last_adv_rwnd = h.rwnd;

@@ -271,13 +271,15 @@ impl Stream {
             rto_expiries: 0,
             sacked: false,
             lost: false,
-            counted: true,
+            counted: false,
             queued: false,
             probe: padding > 0,
             order: self.recovery.xmit_order + 1,
+            prev_sent: None,
+            next_sent: None,
         });
         self.recovery.xmit_order += 1;
-        self.recovery.in_flight += 1;
+        self.recovery.enter_network(seq);
         self.send.unsent += len as u64;
         if end {
             self.send.end_seq = Some(seq);
