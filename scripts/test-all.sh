@@ -89,6 +89,10 @@ cargo clippy --workspace --all-targets --features dht/cli --quiet -- -D warnings
 step "sans-IO cores build without their tokio drivers"
 cargo check --quiet -p dht -p noise -p udx --no-default-features
 
+step "udxcat (release) for the namespace loss test"
+cargo build --release --quiet -p udx --bin udxcat
+export UDXCAT="${CARGO_TARGET_DIR:-$root/target}/release/udxcat"
+
 step "tests"
 cargo nextest run --workspace --features dht/cli --no-fail-fast --profile ci
 

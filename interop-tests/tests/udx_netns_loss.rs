@@ -3,11 +3,16 @@
 //! --probability 0.05 -j DROP`), 256 MiB each way, SHA-256 equal, clean END both ways.
 //!
 //! Needs root, `ip` (iproute2) and `iptables`; without them the test prints `SKIPPED: <why>`
-//! and passes. `UDX_NETNS_REQUIRED=1` turns a skip into a failure (for CI machines that must
-//! run it). All traffic stays on 127.0.0.1 inside the namespace the test creates.
+//! and passes. `UDX_NETNS_REQUIRED=1` turns a skip into a failure (`scripts/test-all.sh` sets
+//! it wherever the tools are present). All traffic stays on 127.0.0.1 inside the namespace the
+//! test creates.
+//!
+//! The `udxcat` it runs is `$UDXCAT` when set (`scripts/test-all.sh` builds it in release and
+//! sets it); otherwise the test builds it in release into its own target directory (found
+//! from cargo's `CARGO_TARGET_TMPDIR`, not from the test binary's path).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
@@ -118,19 +123,48 @@ fn setup_or_skip() -> Option<Netns> {
     }
 }
 
-/// Builds `udxcat` (release profile) into this test's target dir and returns its path.
+/// `$UDXCAT`, or `udxcat` built in release into this test's target directory.
 fn udxcat() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>
-    let target_dir = profile_dir.parent().unwrap();
+    if let Some(p) = std::env::var_os("UDXCAT") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "UDXCAT={} does not exist", p.display());
+        return p;
+    }
+    // CARGO_TARGET_TMPDIR is <target dir>/tmp, set by cargo for integration tests.
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR has a parent");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "-q", "-p", "udx", "--bin", "udxcat"])
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .status()
-        .unwrap();
+        .expect("cargo runs");
     assert!(status.success(), "building udxcat failed");
     target_dir.join("release/udxcat")
+}
+
+/// Waits (with a deadline) for `udxcat`'s `{"listening":...}` line on `stderr`, then collects
+/// the rest of it in the background; join the handle for everything after that line.
+fn wait_listening(stderr: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    let (tx, rx) = channel();
+    let h = std::thread::spawn(move || {
+        let mut r = BufReader::new(stderr);
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("\"listening\"") {
+                let _ = tx.send(());
+                break;
+            }
+            line.clear();
+        }
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+        rest
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("udxcat printed its listening line");
+    h
 }
 
 struct Js {
@@ -207,12 +241,14 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn last_json(stderr: &[u8]) -> Value {
+/// The last JSON line of udxcat's stderr that has `key`.
+fn last_json_with(stderr: &[u8], key: &str) -> Value {
     String::from_utf8_lossy(stderr)
         .lines()
         .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("udxcat printed no JSON line")
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get(key).is_some())
+        .unwrap_or_else(|| panic!("udxcat printed no JSON line with {key}"))
 }
 
 #[test]
@@ -244,7 +280,7 @@ fn udx_netns_5pct_kernel_loss_both_directions() {
         ])
         .output()
         .unwrap();
-    let sent = last_json(&out.stderr);
+    let sent = last_json_with(&out.stderr, "sha256");
     assert!(
         out.status.success(),
         "udxcat send failed: {}",
@@ -282,18 +318,26 @@ fn udx_netns_5pct_kernel_loss_both_directions() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let recv = KillOnDrop(Some(recv));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut recv = KillOnDrop(Some(recv));
+    let stderr = recv.0.as_mut().and_then(|c| c.stderr.take()).unwrap();
+    let stderr = wait_listening(stderr);
     let start = std::time::Instant::now();
     js.send(json!({"cmd": "send", "bytes": BYTES}));
     let sent = js.wait_event("sent", Duration::from_secs(600));
     let out = recv.wait_with_output();
-    let got = last_json(&out.stderr);
-    assert!(
-        out.status.success(),
-        "udxcat recv failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = stderr.join().unwrap();
+    let got = last_json_with(&stderr, "sha256");
+    // udx-native ended first and, like libudx, keeps no TIME_WAIT: if its ACK of our END is
+    // the packet the 5 % rule drops, our END is never acknowledged (the peer has everything,
+    // but we cannot know). Only that failure is tolerated, and it is printed.
+    let text = String::from_utf8_lossy(&stderr);
+    if !out.status.success() {
+        assert!(
+            text.contains("end: stream timed out"),
+            "udxcat recv failed: {text}"
+        );
+        eprintln!("NOTE: JS's last ACK was lost and libudx does not linger: {text}");
+    }
     assert_eq!(got["bytes"].as_u64(), Some(BYTES));
     assert_eq!(got["sha256"], sent["sha256"]);
     js.wait_event("close", Duration::from_secs(30));

@@ -42,9 +42,15 @@ fn config() -> Config {
 }
 
 /// A stream with id `local`, connected to `remote`.
+/// The one remote address both streams talk to (they accept packets only from it).
+const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(10, 0, 0, 9),
+    9000,
+));
+
 fn stream(local: u32, remote: u32) -> Stream {
     let mut s = Stream::new(local, config());
-    s.connect(remote);
+    s.connect(remote, PEER);
     s
 }
 
@@ -56,7 +62,7 @@ trait Feed {
 
 impl Feed for Stream {
     fn feed(&mut self, now: Instant, datagram: &[u8]) {
-        self.handle_datagram(now, datagram);
+        self.handle_datagram(now, PEER, datagram);
     }
 }
 

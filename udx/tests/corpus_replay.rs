@@ -1,5 +1,5 @@
 //! Replays every committed fuzz corpus file of `fuzz/corpus/udx_*` through the same check
-//! function the fuzz target runs (reliability-tests.md F4).
+//! function the fuzz target runs.
 
 use std::path::Path;
 

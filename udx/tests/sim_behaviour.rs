@@ -1,4 +1,4 @@
-//! Named stream behaviours over `netsim` (reliability-tests.md S3-S6): MTU probing, the RTO
+//! Named stream behaviours over `netsim`: MTU probing, the RTO
 //! give-up bound, zero-window probing, half-close, simultaneous END, DESTROY, MESSAGE, SACK
 //! limits and libudx regressions.
 
@@ -291,6 +291,10 @@ fn messages_flow_both_ways() {
     assert!(p.a.send_message(&too_big).is_err());
 }
 
+fn peer() -> std::net::SocketAddr {
+    "10.0.0.9:9000".parse().unwrap()
+}
+
 fn data_packet(to: u32, seq: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; MAX_DATAGRAM];
     let h = Header {
@@ -311,10 +315,10 @@ fn data_packet(to: u32, seq: u32, payload: &[u8]) -> Vec<u8> {
 fn sack_blocks_are_bounded_and_exact() {
     let now = std::time::Instant::now();
     let mut s = Stream::new(2, Config::default());
-    s.connect(1);
+    s.connect(1, peer());
     // every second packet from seq 1 to 200 arrives: 100 single-packet holes
     for seq in (1..200).step_by(2) {
-        s.handle_datagram(now, &data_packet(2, seq, b"x"));
+        s.handle_datagram(now, peer(), &data_packet(2, seq, b"x"));
     }
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let n = s.poll_transmit(now, &mut buf).unwrap();
@@ -331,12 +335,12 @@ fn sack_blocks_are_bounded_and_exact() {
         "ACKs are coalesced"
     );
     // the hole fills: cumulative ack jumps, no SACK left
-    s.handle_datagram(now, &data_packet(2, 0, b"x"));
+    s.handle_datagram(now, peer(), &data_packet(2, 0, b"x"));
     let n = s.poll_transmit(now, &mut buf).unwrap();
     let pkt = Packet::decode(&buf[..n]).unwrap();
     assert_eq!(pkt.header.ack, 2);
     // a duplicate below ack is still acknowledged (libudx acks every DATA)
-    s.handle_datagram(now, &data_packet(2, 0, b"x"));
+    s.handle_datagram(now, peer(), &data_packet(2, 0, b"x"));
     assert!(s.poll_transmit(now, &mut buf).is_some());
 }
 
@@ -369,16 +373,16 @@ fn libudx_255_ack_below_remote_acked_is_ignored() {
     let mut out = [0u8; 20];
     stale.encode(&mut out).unwrap();
     let now = p.net.now();
-    p.a.handle_datagram(now, &out);
+    p.a.handle_datagram(now, p.addr_b, &out);
     assert_eq!(p.a.debug_state(), before);
 }
 
-/// A spoofed ACK for packets never sent is ignored.
+/// A spoofed ACK for packets never sent is dropped (and counted).
 #[test]
 fn ack_beyond_sent_is_ignored() {
     let now = std::time::Instant::now();
     let mut s = Stream::new(1, Config::default());
-    s.connect(2);
+    s.connect(2, peer());
     s.write(b"abc").unwrap();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     assert!(s.poll_transmit(now, &mut buf).is_some());
@@ -391,8 +395,9 @@ fn ack_beyond_sent_is_ignored() {
     };
     let mut out = [0u8; 20];
     h.encode(&mut out).unwrap();
-    s.handle_datagram(now, &out);
+    s.handle_datagram(now, peer(), &out);
     assert_eq!(s.unacked_bytes(), 3);
+    assert_eq!(s.stats().dropped_bad_ack, 1);
 }
 
 /// Keepalive (libudx `udx_stream_set_keepalive`): an idle stream sends a HEARTBEAT every

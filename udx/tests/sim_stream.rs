@@ -1,4 +1,4 @@
-//! Stream integrity over `netsim` (reliability-tests.md S1, S3): a 16 MiB transfer arrives
+//! Stream integrity over `netsim`: a 16 MiB transfer arrives
 //! complete and in order (every byte checked against its offset, SHA-256 equal) under loss,
 //! duplication, reordering and a blackhole. `UDX_SIM_SEEDS=N` sets the seeds per cell (default
 //! 3); the `#[ignore]`d `matrix_many_seeds` runs 20. A failure prints `NETSIM_SEED=...`.

@@ -3,13 +3,25 @@
 //! ```text
 //! udxcat send --bind HOST:PORT --id N --peer HOST:PORT --peer-id M [--bytes COUNT] [--no-hash]
 //! udxcat recv --bind HOST:PORT --id N --peer HOST:PORT --peer-id M [--sink] [--no-hash]
+//! udxcat spray --bind HOST:PORT --peer HOST:PORT --peer-id M [--count N] [--seed S]
 //! ```
 //!
 //! `send` writes COUNT bytes of deterministic pseudo-random data (or stdin when `--bytes` is
-//! absent), ends the stream and exits once the peer acknowledged the END. `recv` writes what
+//! absent), ends the stream, waits for the peer's END and then lingers (the stream's
+//! `finished`), so the ACK of the peer's END can be repeated if it was lost. `recv` writes what
 //! arrives to stdout (or discards it with `--sink`) until the peer's END, then ends its own
-//! direction. Both print `{"bytes":B,"sha256":"HEX","secs":S}` on stderr at the end and exit 0
-//! only on a clean end. `--no-hash` (benchmarks) skips SHA-256 and prints an empty hash.
+//! direction and exits once that END is acknowledged. Both print
+//! `{"bytes":B,"sha256":"HEX","secs":S}` on stderr at the end and exit 0 only on a clean end
+//! in both directions. `--no-hash` (benchmarks) skips SHA-256 and prints an empty hash;
+//! `--idle-timeout SECS` sets the stream's idle limit (0: none). Once bound, both print
+//! `{"listening":"ADDR"}` on stderr. With `UDXCAT_STATS` set both
+//! print the stream's counters, the drops of off-path and implausible packets included, as
+//! `{"stats":...}`.
+//!
+//! `spray` is an attacker for tests: it sends N datagrams (default: until killed) from its own
+//! port to the peer's stream `M` — random bytes, well-formed headers of every type, forged
+//! DESTROY/END/ACK/DATA with the real stream id, and replays of a `udxcat send` transfer's
+//! first packets — and prints what it sent as JSON.
 
 #![allow(clippy::disallowed_methods)] // a CLI times itself
 
@@ -21,9 +33,16 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use udx::socket::Socket;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Send,
+    Recv,
+    Spray,
+}
+
 #[derive(Debug)]
 struct Args {
-    send: bool,
+    mode: Mode,
     bind: SocketAddr,
     id: u32,
     peer: SocketAddr,
@@ -31,22 +50,27 @@ struct Args {
     bytes: Option<u64>,
     sink: bool,
     hash: bool,
+    idle: Option<Option<Duration>>,
+    count: Option<u64>,
+    seed: u64,
 }
 
 fn usage() -> String {
-    "usage: udxcat send|recv --bind HOST:PORT --id N --peer HOST:PORT --peer-id M [--bytes COUNT] [--sink] [--no-hash]".into()
+    "usage: udxcat send|recv|spray --bind HOST:PORT --id N --peer HOST:PORT --peer-id M [--bytes COUNT] [--sink] [--no-hash] [--idle-timeout SECS] [--count N] [--seed S]".into()
 }
 
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or_else(usage)?;
-    let send = match mode.as_str() {
-        "send" => true,
-        "recv" => false,
+    let mode = match mode.as_str() {
+        "send" => Mode::Send,
+        "recv" => Mode::Recv,
+        "spray" => Mode::Spray,
         _ => return Err(usage()),
     };
     let (mut bind, mut id, mut peer, mut peer_id) = (None, None, None, None);
     let (mut bytes, mut sink, mut hash) = (None, false, true);
+    let (mut idle, mut count, mut seed) = (None, None, 1u64);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -57,32 +81,102 @@ fn parse() -> Result<Args, String> {
             "--bytes" => bytes = Some(val()?.parse().map_err(|e| format!("--bytes: {e}"))?),
             "--sink" => sink = true,
             "--no-hash" => hash = false,
+            "--idle-timeout" => {
+                let secs: f64 = val()?.parse().map_err(|e| format!("--idle-timeout: {e}"))?;
+                idle = Some((secs > 0.0).then(|| Duration::from_secs_f64(secs)));
+            }
+            "--count" => count = Some(val()?.parse().map_err(|e| format!("--count: {e}"))?),
+            "--seed" => seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             _ => return Err(format!("unknown argument {a}\n{}", usage())),
         }
     }
     Ok(Args {
-        send,
+        mode,
         bind: bind.ok_or("--bind is required")?,
-        id: id.ok_or("--id is required")?,
+        id: if mode == Mode::Spray {
+            id.unwrap_or(0)
+        } else {
+            id.ok_or("--id is required")?
+        },
         peer: peer.ok_or("--peer is required")?,
         peer_id: peer_id.ok_or("--peer-id is required")?,
         bytes,
         sink,
         hash,
+        idle,
+        count,
+        seed,
     })
 }
 
 /// Deterministic pseudo-random bytes (SplitMix64 over the 8-byte block index).
 fn fill(buf: &mut [u8], offset: u64) {
     debug_assert!(offset.is_multiple_of(8));
-    for (i, chunk) in buf.chunks_mut(8).enumerate() {
-        let mut z = (offset / 8 + i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let b = z.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
+    udx::fuzzing::udxcat_pattern(buf, offset);
+}
+
+/// The stream's counters as one JSON line (for tests and the lead's notes).
+fn print_stats(stream: &udx::socket::UdxStream) {
+    if std::env::var_os("UDXCAT_STATS").is_none() {
+        return;
     }
+    if let Some(s) = stream.stats() {
+        eprintln!(
+            "{{\"stats\":{{\"packets_sent\":{},\"retransmits\":{},\"acks_sent\":{},\"duplicates\":{},\"dropped_off_path\":{},\"dropped_bad_ack\":{},\"dropped_bad_seq\":{},\"malformed\":{},\"mtu\":{}}}}}",
+            s.packets_sent,
+            s.retransmits,
+            s.acks_sent,
+            s.duplicates,
+            s.dropped_off_path,
+            s.dropped_bad_ack,
+            s.dropped_bad_seq,
+            s.malformed,
+            stream.mtu().unwrap_or(0)
+        );
+    }
+}
+
+/// Sends hostile datagrams to `peer` from `bind` (see the module docs) until `count` (or
+/// forever), in bursts of 64 with a 1 ms pause, and prints what it sent.
+async fn spray(args: &Args) -> Result<(), String> {
+    let sock = tokio::net::UdpSocket::bind(args.bind)
+        .await
+        .map_err(|e| format!("bind {}: {e}", args.bind))?;
+    let mut counts = udx::fuzzing::HostileCounts::default();
+    let mut i = 0u64;
+    let mut errors = 0u64;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let report = |c: &udx::fuzzing::HostileCounts, errors: u64| {
+        eprintln!(
+            "{{\"spray\":{{\"total\":{},\"garbage\":{},\"headers\":{},\"destroy\":{},\"end\":{},\"ack\":{},\"data\":{},\"replay\":{},\"send_errors\":{errors}}}}}",
+            c.total(),
+            c.garbage,
+            c.headers,
+            c.destroy,
+            c.end,
+            c.ack,
+            c.data,
+            c.replay
+        );
+    };
+    while i < limit {
+        for _ in 0..64 {
+            if i >= limit {
+                break;
+            }
+            let d = udx::fuzzing::hostile_datagram(args.seed, args.peer_id, i, &mut counts);
+            if sock.send_to(&d, args.peer).await.is_err() {
+                errors += 1;
+            }
+            i += 1;
+        }
+        if i.is_multiple_of(65_536) {
+            report(&counts, errors);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    report(&counts, errors);
+    Ok(())
 }
 
 fn report(bytes: u64, sha: Option<Sha256>, start: Instant) {
@@ -101,9 +195,18 @@ fn report(bytes: u64, sha: Option<Sha256>, start: Instant) {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if args.mode == Mode::Spray {
+        return spray(&args).await;
+    }
     let socket = Socket::bind(args.bind).map_err(|e| format!("bind {}: {e}", args.bind))?;
+    // Scripts and tests wait for this line instead of sleeping.
+    eprintln!("{{\"listening\":\"{}\"}}", socket.local_addr());
+    let mut cfg = udx::Config::default();
+    if let Some(idle) = args.idle {
+        cfg.idle_timeout = idle;
+    }
     let mut stream = socket
-        .create_stream(args.id)
+        .create_stream_with(args.id, cfg)
         .map_err(|e| format!("create stream: {e}"))?;
     stream
         .connect(args.peer_id, args.peer)
@@ -112,7 +215,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut total = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     let mut start = Instant::now();
-    if args.send {
+    if args.mode == Mode::Send {
         match args.bytes {
             Some(count) => {
                 while total < count {
@@ -151,13 +254,12 @@ async fn run(args: Args) -> Result<(), String> {
         }
         let res = stream.shutdown().await;
         report(total, sha, start);
-        if std::env::var_os("UDXCAT_STATS").is_some() {
-            eprintln!("stats: {:?} mtu {:?}", stream.stats(), stream.mtu());
-        }
         res.map_err(|e| format!("end: {e}"))?;
-        // Our END is acknowledged: every byte arrived. Give the peer a moment to end too.
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.closed()).await;
-        Ok(())
+        // Our END is acknowledged: every byte arrived. Wait for the peer's END, then linger
+        // so that a lost ACK of it can be repeated (the peer would fail otherwise).
+        let res = stream.finished().await;
+        print_stats(&stream);
+        res.map_err(|e| format!("waiting for the peer's END: {e}"))
     } else {
         let mut stdout = tokio::io::stdout();
         let mut first = true;
@@ -193,18 +295,12 @@ async fn run(args: Args) -> Result<(), String> {
         }
         stdout.flush().await.map_err(|e| format!("stdout: {e}"))?;
         report(total, sha, start);
-        // The peer ended first, so it may close as soon as it has acknowledged our END; if that
-        // one ACK is lost, our retransmissions reach a stream that is gone (the last-ACK problem
-        // TCP's TIME_WAIT exists for). Every byte up to the peer's END has arrived, so that is
-        // still a clean end of what we were asked to receive; an error is not.
-        match tokio::time::timeout(Duration::from_secs(10), stream.shutdown()).await {
-            Ok(res) => res.map_err(|e| format!("end: {e}"))?,
-            Err(_) => eprintln!(
-                "udxcat: warning: our END was not acknowledged within 10 s \
-                 (the peer had already ended and may have closed)"
-            ),
-        }
-        Ok(())
+        // The peer ended first and lingers until our END is acknowledged, so this succeeds
+        // even when its first ACK of our END is lost; it fails only if the peer is gone
+        // (the stream's RTO give-up or idle limit).
+        let res = stream.shutdown().await;
+        print_stats(&stream);
+        res.map_err(|e| format!("end: {e}"))
     }
 }
 

@@ -6,9 +6,12 @@ use thiserror::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum StreamError {
-    /// One packet suffered the maximum number of retransmission timeouts (libudx
-    /// `UDX_MAX_RTO_TIMEOUTS` = 6 -> `UV_ETIMEDOUT`).
-    #[error("stream timed out: a packet went unacknowledged through the maximum number of RTOs")]
+    /// The peer stopped answering: one packet suffered the maximum number of retransmission
+    /// timeouts (libudx `UDX_MAX_RTO_TIMEOUTS` = 6 -> `UV_ETIMEDOUT`), or nothing arrived from
+    /// the peer for [`Config::idle_timeout`](crate::Config).
+    #[error(
+        "stream timed out: the peer stopped answering (retransmissions or the idle limit ran out)"
+    )]
     TimedOut,
     /// The peer sent DESTROY (libudx closes with `UV_ECONNRESET`).
     #[error("stream reset by peer (DESTROY)")]

@@ -35,22 +35,36 @@ pub struct Pair {
     pub b: Stream,
     pub addr_a: SocketAddr,
     pub addr_b: SocketAddr,
+    /// The last datagrams delivered between A and B (an on-path observer's capture).
+    pub tap: std::collections::VecDeque<netsim::Datagram>,
+    /// A is gone (its owner dropped it): datagrams to it vanish and it is not polled.
+    pub a_gone: bool,
+    /// B is gone, likewise.
+    pub b_gone: bool,
 }
+
+/// Datagrams kept in [`Pair::tap`].
+pub const TAP: usize = 64;
 
 impl Pair {
     pub fn new(seed: u64, cfg: Config) -> Pair {
         let start = Instant::now();
         let net = Net::new(start, seed);
+        let addr_a: SocketAddr = "10.0.0.1:1000".parse().unwrap();
+        let addr_b: SocketAddr = "10.0.0.2:2000".parse().unwrap();
         let mut a = Stream::new(1, cfg.clone());
         let mut b = Stream::new(2, cfg);
-        a.connect(2);
-        b.connect(1);
+        a.connect(2, addr_b);
+        b.connect(1, addr_a);
         Pair {
             net,
             a,
             b,
-            addr_a: "10.0.0.1:1000".parse().unwrap(),
-            addr_b: "10.0.0.2:2000".parse().unwrap(),
+            addr_a,
+            addr_b,
+            tap: Default::default(),
+            a_gone: false,
+            b_gone: false,
         }
     }
 
@@ -62,16 +76,16 @@ impl Pair {
     /// Moves every due datagram and timer once; returns false if nothing is scheduled at all.
     pub fn step(&mut self, buf: &mut [u8]) -> bool {
         let now = self.net.now();
-        while let Some(n) = self.a.poll_transmit(now, buf) {
+        while let Some(n) = self.a.poll_transmit(now, buf).filter(|_| !self.a_gone) {
             self.net.send(self.addr_a, self.addr_b, &buf[..n]);
         }
-        while let Some(n) = self.b.poll_transmit(now, buf) {
+        while let Some(n) = self.b.poll_transmit(now, buf).filter(|_| !self.b_gone) {
             self.net.send(self.addr_b, self.addr_a, &buf[..n]);
         }
         let next = [
             self.net.next_delivery(),
-            self.a.poll_timeout(),
-            self.b.poll_timeout(),
+            self.a.poll_timeout().filter(|_| !self.a_gone),
+            self.b.poll_timeout().filter(|_| !self.b_gone),
         ]
         .into_iter()
         .flatten()
@@ -80,16 +94,22 @@ impl Pair {
         self.net.advance_to(next);
         let now = self.net.now();
         while let Some(d) = self.net.poll_deliver() {
-            if d.to == self.addr_b {
-                self.b.handle_datagram(now, &d.data);
-            } else {
-                self.a.handle_datagram(now, &d.data);
+            if d.to == self.addr_b && !self.b_gone {
+                self.b.handle_datagram(now, d.from, &d.data);
+            } else if d.to == self.addr_a && !self.a_gone {
+                self.a.handle_datagram(now, d.from, &d.data);
+            }
+            if [self.addr_a, self.addr_b].contains(&d.from) {
+                if self.tap.len() == TAP {
+                    self.tap.pop_front();
+                }
+                self.tap.push_back(d);
             }
         }
-        if self.a.poll_timeout().is_some_and(|t| t <= now) {
+        if !self.a_gone && self.a.poll_timeout().is_some_and(|t| t <= now) {
             self.a.handle_timeout(now);
         }
-        if self.b.poll_timeout().is_some_and(|t| t <= now) {
+        if !self.b_gone && self.b.poll_timeout().is_some_and(|t| t <= now) {
             self.b.handle_timeout(now);
         }
         true
@@ -116,6 +136,21 @@ pub fn transfer_with(
     link: LinkConfig,
     back: LinkConfig,
     limit: Duration,
+) -> Outcome {
+    transfer_hooked(cfg, seed, size, link, back, limit, |_| {})
+}
+
+/// [`transfer_with`] that calls `hook` before every step (an attacker injects datagrams, a
+/// test drops a stream, ...). The transfer is over once both sides report their end, or the
+/// writer fails; with a gone A, once B reports its end.
+pub fn transfer_hooked(
+    cfg: Config,
+    seed: u64,
+    size: u64,
+    link: LinkConfig,
+    back: LinkConfig,
+    limit: Duration,
+    mut hook: impl FnMut(&mut Pair),
 ) -> Outcome {
     let mut p = Pair::new(seed, cfg);
     p.set_link(link, back);
@@ -201,6 +236,7 @@ pub fn transfer_with(
         if writer.is_some() && (reader.is_some() || writer != Some(Ok(()))) {
             break;
         }
+        hook(&mut p);
         if trace {
             eprintln!(
                 "{:?} A: {}\n    B: {}",

@@ -1,12 +1,26 @@
 //! The sans-IO UDX stream.
 //!
 //! I/O contract: a [`Stream`] never touches a socket or a clock. Feed it datagrams addressed to
-//! its local id with [`Stream::handle_datagram`] and expired timers with
-//! [`Stream::handle_timeout`]; pull datagrams to send with [`Stream::poll_transmit`] (they go to
-//! the stream's remote address, which the driver owns), the next timer with
+//! its local id, with their source address, through [`Stream::handle_datagram`] and expired
+//! timers through [`Stream::handle_timeout`]; pull datagrams to send with
+//! [`Stream::poll_transmit`] (they go to [`Stream::remote_addr`]), the next timer with
 //! [`Stream::poll_timeout`] and events with [`Stream::poll_event`]. Application data goes in
 //! with [`Stream::write`] / [`Stream::end`] and comes out with [`Stream::read`]. Every method
 //! takes `now` where time matters.
+//!
+//! Off-path input (see [`Stream::handle_datagram`]): a connected stream accepts packets only
+//! from its remote address. That address is set by [`Stream::connect`] or, on the server side,
+//! by the first packet a firewall accepted ([`Stream::accept_pending_remote`]); it moves only
+//! with [`Stream::change_remote`] (the previous address stays accepted until the change
+//! completes, so ACKs still in flight on the old path count). libudx `process_packet` accepts
+//! a connected stream's packets from any source; we drop them and count them in
+//! [`Stats::dropped_off_path`]. Packets from the right address are checked for plausibility
+//! before they change state (RFC 5961 style, the bounds follow from what libudx sends): an ACK
+//! for more than we sent, a DESTROY whose seq lies outside `[ack, ack +`
+//! [`MAX_OOO_DISTANCE`]`)`, DATA or END that far beyond `ack` or past the peer's END are
+//! dropped and counted
+//! ([`Stats::dropped_bad_ack`], [`Stats::dropped_bad_seq`]). A peer that goes silent ends the
+//! stream with [`StreamError::TimedOut`] after [`Config::idle_timeout`].
 //!
 //! Bounds (each mirrors a libudx constant):
 //! - send buffer (unsent + unacknowledged bytes) <= [`Config::send_buffer`] (default 4 MiB +
@@ -21,6 +35,7 @@
 //! - queued outgoing messages <= [`MAX_QUEUED_MESSAGES`], queued events <= [`MAX_EVENTS`].
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod recovery;
@@ -56,6 +71,13 @@ pub const MAX_TLPS: u8 = 2;
 pub const DEFAULT_RWND_MAX: u32 = 4 * 1024 * 1024;
 /// `UDX_HIGH_WATERMARK`: 256 KiB.
 pub const HIGH_WATERMARK: usize = 256 * 1024;
+/// Default [`Config::idle_timeout`]. A live hyperdht peer sends at least every 5 s: hyperdht
+/// (`index.js`, `DEFAULTS.connectionKeepAlive = 5000`) gives every connection's
+/// @hyperswarm/secret-stream a keepalive (`index.js` `setKeepAlive`: an empty message after
+/// 5 s without writes), and libudx acknowledges every packet. Six silent keepalive intervals
+/// (one per `UDX_MAX_RTO_TIMEOUTS`) mean the peer is gone. JS itself has no idle limit: there a
+/// dead peer shows only when the keepalive's retransmissions run out.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Per-stream configuration.
 #[derive(Debug, Clone)]
@@ -79,8 +101,15 @@ pub struct Config {
     /// IPv6 path (68 bytes of IP+UDP+UDX overhead instead of 48).
     pub ipv6: bool,
     /// How long a closed stream keeps acknowledging retransmitted DATA/END before it may be
-    /// dropped (covers a lost final ACK); at least 13 x RTO (default 15 s).
+    /// dropped (TCP's TIME_WAIT: covers a lost final ACK); at least 13 x RTO (default 15 s).
+    /// The socket driver bounds how many streams linger at once.
     pub linger: Duration,
+    /// A connected stream that accepted no packet from its peer for this long ends with
+    /// [`StreamError::TimedOut`] (default [`DEFAULT_IDLE_TIMEOUT`]; `None`: no limit, only
+    /// the RTO give-up ends a stream, as in libudx). The clock starts with the first packet
+    /// sent or accepted. Set [`Config::keepalive`] below it on a stream that may idle with
+    /// a peer that does not send keepalives of its own.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -96,6 +125,7 @@ impl Default for Config {
             max_mtu: super::mtu::MAX_MTU,
             ipv6: false,
             linger: Duration::from_secs(15),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
 }
@@ -134,7 +164,7 @@ pub struct Stats {
     pub loss_events: u64,
     /// ACK/SACK packets sent.
     pub acks_sent: u64,
-    /// Incoming DATA dropped because the receive buffer was full or too far ahead.
+    /// Incoming DATA dropped because the receive buffer was full.
     pub recv_dropped: u64,
     /// Incoming messages dropped because the event queue was full.
     pub messages_dropped: u64,
@@ -142,6 +172,15 @@ pub struct Stats {
     pub dropped_sacks: u64,
     /// Duplicate DATA/END received.
     pub duplicates: u64,
+    /// Packets dropped because they came from an address other than the remote's.
+    pub dropped_off_path: u64,
+    /// Packets dropped because they acknowledge data we never sent.
+    pub dropped_bad_ack: u64,
+    /// DATA, END or DESTROY dropped because its seq is implausible: `ack + MAX_OOO_DISTANCE`
+    /// or more (beyond the window), a DESTROY below `ack`, or DATA/END past the peer's END.
+    pub dropped_bad_seq: u64,
+    /// Datagrams for this stream that did not decode.
+    pub malformed: u64,
 }
 
 /// One UDX stream's state machine. See the module docs for the contract.
@@ -153,6 +192,12 @@ pub struct Stream {
     /// Peer id from the handshake, connected once its first packet passes the driver's
     /// firewall.
     pending_remote: Option<u32>,
+    /// The only source we accept packets from once connected.
+    remote_addr: Option<SocketAddr>,
+    /// The address before [`Stream::change_remote`], accepted until the change completes.
+    prev_remote_addr: Option<SocketAddr>,
+    /// When the idle limit runs out (refreshed by every accepted packet).
+    idle_at: Option<Instant>,
     /// Write queue, packetisation, flow control and probes (`send.rs`).
     send: SendState,
     /// Packets in flight, loss detection and congestion control (`recovery.rs`).
@@ -193,6 +238,9 @@ impl Stream {
             local_id,
             remote_id: None,
             pending_remote: None,
+            remote_addr: None,
+            prev_remote_addr: None,
+            idle_at: None,
             send: SendState::new(),
             recovery: Recovery::new(&cfg),
             recv: RecvState::new(&cfg),
@@ -219,9 +267,29 @@ impl Stream {
         self.remote_id
     }
 
-    /// Connects to the peer's id. Anything received before is acknowledged now.
-    pub fn connect(&mut self, remote_id: u32) {
+    /// Connects to the peer's stream `remote_id` at `addr` (libudx `udx_stream_connect`): from
+    /// now on packets go to `addr` and only packets from `addr` are accepted.
+    pub fn connect(&mut self, remote_id: u32, addr: SocketAddr) {
         self.remote_id = Some(remote_id);
+        self.remote_addr = Some(addr);
+        self.cfg.ipv6 = addr.is_ipv6();
+    }
+
+    /// The address packets go to and are accepted from, once connected.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// Whether a packet from `from` may reach this stream: the remote address, or the
+    /// previous one while [`Stream::change_remote`] is in progress. Counts a refusal in
+    /// [`Stats::dropped_off_path`]. [`Stream::handle_datagram`] calls it; a driver that
+    /// relays a stream's packets instead of handing them over calls it itself.
+    pub fn accepts_source(&mut self, from: SocketAddr) -> bool {
+        let ok = self.remote_addr == Some(from) || self.prev_remote_addr == Some(from);
+        if !ok {
+            self.stats.dropped_off_path += 1;
+        }
+        ok
     }
 
     /// Whether the path is IPv6 (68 bytes of IP+UDP+UDX overhead per packet instead of 48);
@@ -231,16 +299,21 @@ impl Stream {
     }
 
     /// Remembers the peer's id for [`Stream::accept_pending_remote`]: the driver connects the
-    /// stream when the first packet passes its firewall.
+    /// stream when the first packet passes its firewall (hyperdht's server side).
     pub fn set_pending_remote(&mut self, remote_id: u32) {
         self.pending_remote = Some(remote_id);
     }
 
-    /// Connects to the id given to [`Stream::set_pending_remote`]; false if there is none.
-    pub fn accept_pending_remote(&mut self) -> bool {
+    /// Connects to the id given to [`Stream::set_pending_remote`] at `from`, the source of
+    /// the first packet the firewall accepted; false if there is none or the stream is
+    /// already connected.
+    pub fn accept_pending_remote(&mut self, from: SocketAddr) -> bool {
+        if self.remote_id.is_some() {
+            return false;
+        }
         match self.pending_remote.take() {
             Some(id) => {
-                self.connect(id);
+                self.connect(id, from);
                 true
             }
             None => false,
@@ -262,17 +335,30 @@ impl Stream {
         }
     }
 
-    /// Moves the stream to a new remote id (the driver moves the address). Completes with
+    /// Moves the stream to a new remote id and address (libudx `udx_stream_change_remote`;
+    /// hyperdht moves a relayed connection to the direct path with it). Completes with
     /// [`Event::RemoteChanged`] once everything sent so far is acknowledged; the MTU search
     /// restarts.
-    pub fn change_remote(&mut self, remote_id: u32) {
+    pub fn change_remote(&mut self, remote_id: u32, addr: SocketAddr) {
         self.remote_id = Some(remote_id);
+        if self.remote_addr != Some(addr) {
+            self.prev_remote_addr = self.remote_addr;
+        }
+        self.remote_addr = Some(addr);
+        self.cfg.ipv6 = addr.is_ipv6();
         self.remote_change_seq = Some(self.send.seq);
         self.mtu = MtuProber::new(self.cfg.base_mtu, self.cfg.max_mtu);
         if self.recovery.remote_acked == self.send.seq {
-            self.remote_change_seq = None;
-            self.push_event(Event::RemoteChanged);
+            self.remote_change_done();
         }
+    }
+
+    /// Everything sent before [`Stream::change_remote`] is acknowledged: the old path is
+    /// drained and no longer accepted.
+    pub(super) fn remote_change_done(&mut self) {
+        self.remote_change_seq = None;
+        self.prev_remote_addr = None;
+        self.push_event(Event::RemoteChanged);
     }
 
     #[doc(hidden)]
@@ -342,6 +428,21 @@ impl Stream {
             (Some(_), _) => true,
             _ => false,
         }
+    }
+
+    /// Until when a cleanly closed stream lingers to re-acknowledge a retransmitted END
+    /// (`None` while open, after a failure, or once the linger is over).
+    pub fn linger_deadline(&self) -> Option<Instant> {
+        match self.closed {
+            Some(Ok(())) => self.linger_until,
+            _ => None,
+        }
+    }
+
+    /// Frees received bytes nobody will read (the driver calls it once the application
+    /// dropped a finished stream that lingers).
+    pub fn discard_unread(&mut self) {
+        self.recv.recv_buf = VecDeque::new();
     }
 
     /// Destroys the stream: sends DESTROY once (if connected) and closes with
@@ -417,6 +518,7 @@ impl Stream {
         self.recovery.reorder_at = None;
         self.send.zwp_at = None;
         self.send.keepalive_at = None;
+        self.idle_at = None;
         self.recovery.retransmit.clear();
         self.send.messages.clear();
         if result.is_err() {
@@ -426,6 +528,24 @@ impl Stream {
         self.readable_pending = true;
         self.writable_pending = true;
         self.push_event(Event::Closed(result));
+    }
+
+    /// Restarts the idle limit: a packet was accepted from the peer.
+    pub(super) fn heard_from_peer(&mut self, now: Instant) {
+        if let Some(limit) = self.cfg.idle_timeout {
+            self.idle_at = Some(now + limit);
+        }
+    }
+
+    /// Starts the idle limit with the first packet we send, so a peer that never answers
+    /// times out as well.
+    pub(super) fn arm_idle(&mut self, now: Instant) {
+        if self.idle_at.is_none()
+            && self.closed.is_none()
+            && let Some(limit) = self.cfg.idle_timeout
+        {
+            self.idle_at = Some(now + limit);
+        }
     }
 
     fn check_all_ended(&mut self, now: Instant) {
@@ -452,6 +572,7 @@ impl Stream {
             self.send.keepalive_at,
             self.send.pace_until,
             self.recovery.dup_at,
+            self.idle_at,
         ]
         .into_iter()
         .flatten()
@@ -464,6 +585,10 @@ impl Stream {
             if self.linger_until.is_some_and(|t| now >= t) {
                 self.linger_until = None;
             }
+            return;
+        }
+        if self.idle_at.is_some_and(|t| now >= t) {
+            self.close(now, Err(StreamError::TimedOut));
             return;
         }
         if self.send.pace_until.is_some_and(|t| now >= t) {

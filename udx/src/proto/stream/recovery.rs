@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{Config, Event, MAX_TLPS, Stream};
+use super::{Config, MAX_TLPS, Stream};
 use crate::proto::congestion::Cubic;
 use crate::proto::error::StreamError;
 use crate::proto::packet::{self, HEADER_SIZE, Packet, SackBlock, seq_diff, seq_lt};
@@ -331,8 +331,7 @@ impl Stream {
         if let Some(target) = self.remote_change_seq
             && !seq_lt(self.recovery.remote_acked, target)
         {
-            self.remote_change_seq = None;
-            self.push_event(Event::RemoteChanged);
+            self.remote_change_done();
         }
         if let Some((t, o, s)) = latest
             && self

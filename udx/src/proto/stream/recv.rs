@@ -2,6 +2,7 @@
 //! buffers, reading, and the ACKs (with SACK blocks) we send back.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Config, Event, MAX_EVENTS, MAX_OOO_DISTANCE, Stream};
@@ -112,17 +113,27 @@ impl Stream {
         self.cfg.recv_window.saturating_sub(used)
     }
 
-    /// Processes one datagram addressed to this stream (the driver checked the stream id).
-    /// Malformed input is ignored.
-    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+    /// Processes one datagram addressed to this stream (the driver checked the stream id)
+    /// that arrived from `from`. Malformed input is ignored and counted. Packets from
+    /// anywhere but the remote address ([`Stream::accepts_source`]) are dropped, and so are
+    /// implausible ones (module docs), each counted in [`Stats`](super::Stats) before any
+    /// state changes.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let Ok(pkt) = Packet::decode(datagram) else {
+            self.stats.malformed += 1;
             return;
         };
         if pkt.header.stream_id != self.local_id {
             return;
         }
         let h = pkt.header;
+        if !self.accepts_source(from) {
+            return;
+        }
         if let Some(Err(_)) = self.closed {
+            return;
+        }
+        if !self.plausible(&pkt) {
             return;
         }
         if self.closed.is_some() {
@@ -132,6 +143,7 @@ impl Stream {
             }
             return;
         }
+        self.heard_from_peer(now);
         if h.flags & flags::HEARTBEAT != 0 {
             self.recv.ack_needed = true;
             return;
@@ -162,12 +174,49 @@ impl Stream {
         self.check_all_ended(now);
     }
 
+    /// RFC 5961-style checks before a packet from the right address may change state; what
+    /// a legitimate libudx peer sends (libudx `udx_write_header`, `process_packet`) bounds
+    /// them:
+    /// - its `ack` never exceeds what we sent (`send.seq`); an older one is legitimate
+    ///   (reordering) and only ignored by `on_ack`;
+    /// - DESTROY carries the peer's next seq: never below our `ack` (nothing it sent lies
+    ///   beyond it; libudx ignores such a DESTROY too) and beyond it only by the packets it
+    ///   has in flight, which stay under [`MAX_OOO_DISTANCE`] (the distance we buffer DATA
+    ///   at);
+    /// - DATA and END at or above `ack` lie within [`MAX_OOO_DISTANCE`]; END is the peer's
+    ///   last packet, so no DATA or END follows an END already received. Below `ack` they
+    ///   are retransmissions: acknowledged, not dropped.
+    ///
+    /// A blind attacker who knows the stream id and spoofs the remote address still has to
+    /// hit a window of 32,768 of 2^32 sequence numbers (1 in 131,072 per forged DESTROY).
+    fn plausible(&mut self, pkt: &Packet<'_>) -> bool {
+        let h = pkt.header;
+        if seq_lt(self.send.seq, h.ack) {
+            self.stats.dropped_bad_ack += 1;
+            return false;
+        }
+        let destroy = h.flags & flags::DESTROY != 0;
+        if destroy && seq_lt(h.seq, self.recv.ack) {
+            self.stats.dropped_bad_seq += 1;
+            return false;
+        }
+        if (h.flags & flags::DATA_OR_END == 0 && !destroy) || seq_lt(h.seq, self.recv.ack) {
+            return true;
+        }
+        let dist = h.seq.wrapping_sub(self.recv.ack);
+        // A DESTROY after the peer's END legitimately carries END's seq + 1.
+        let past_end = h.flags & flags::DATA_OR_END != 0
+            && self.recv.remote_end_seq.is_some_and(|e| seq_lt(e, h.seq));
+        if dist >= MAX_OOO_DISTANCE || past_end {
+            self.stats.dropped_bad_seq += 1;
+            return false;
+        }
+        true
+    }
+
     pub(super) fn on_data(&mut self, seq: u32, end: bool, payload: &[u8]) {
         let dist = seq.wrapping_sub(self.recv.ack);
         let window = self.cfg.recv_window as usize;
-        if self.recv.remote_end_seq.is_some_and(|e| seq_lt(e, seq)) {
-            return; // past the peer's END: bogus
-        }
         if dist == 0 {
             // The next in-order packet is refused only when the application is not reading;
             // never because of the out-of-order buffer, which it drains (refusing it there
@@ -202,8 +251,6 @@ impl Stream {
                     data: payload.to_vec(),
                 },
             );
-        } else {
-            self.stats.recv_dropped += 1;
         }
     }
 

@@ -3,6 +3,7 @@
 //! out-of-order ranges always describe exactly the packets they index.
 
 use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use super::{Config, Stream};
@@ -103,13 +104,16 @@ impl Link {
     }
 }
 
+/// The one address both streams see their peer at (they take packets only from it).
+const PEER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 9000));
+
 // The two calls whose signatures involve the peer's identity.
 fn connect(s: &mut Stream, remote: u32) {
-    s.connect(remote);
+    s.connect(remote, PEER);
 }
 
 fn feed(s: &mut Stream, now: Instant, d: &[u8]) {
-    s.handle_datagram(now, d);
+    s.handle_datagram(now, PEER, d);
 }
 
 fn pattern(i: usize) -> u8 {

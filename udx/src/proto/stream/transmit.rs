@@ -25,6 +25,12 @@ impl Stream {
     /// returns its length, or `None` when nothing is due now (then ask
     /// [`Stream::poll_timeout`]).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let n = self.next_transmit(now, out)?;
+        self.arm_idle(now);
+        Some(n)
+    }
+
+    fn next_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         self.remote_id?;
         if self.send.destroy_pending {
             self.send.destroy_pending = false;
