@@ -221,6 +221,7 @@ fn cli_model_run_and_native_stdio_backend() {
         .env("OPENGATEWAY_MODEL_DIR", path.parent().unwrap())
         .env_remove("OPENGATEWAY_MODEL_PATH")
         .env_remove("POC_INFERENCE_BACKEND")
+        .env("OPENGATEWAY_MAX_TOKENS", "16")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -243,4 +244,30 @@ fn cli_model_run_and_native_stdio_backend() {
     );
     assert!(!v["response"].as_str().unwrap().is_empty());
     assert!(!v["response"].as_str().unwrap().starts_with("[error]"));
+}
+
+#[test]
+fn cli_model_pull_and_list_see_the_verified_cache() {
+    let path = model_path();
+    let dir = path.parent().unwrap();
+    if path.file_name().and_then(|n| n.to_str()) != Some(BUILTIN.file_name) {
+        return; // OPENGATEWAY_MODEL_PATH points elsewhere; the cache is not ours to inspect.
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_opengateway"))
+            .args(args)
+            .env("OPENGATEWAY_MODEL_DIR", dir)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["model", "pull"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("present and verified"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), path.display().to_string());
+    let o = run(&["model", "list"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("{}  98362432 bytes  {} (built-in, sha256 verified)", BUILTIN.file_name, BUILTIN.name)),
+        "{out}"
+    );
 }

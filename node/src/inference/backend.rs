@@ -5,6 +5,8 @@
 //! answers with the echo when that fails. We add `native` (the local GGUF model). When the
 //! variable is unset the node uses `native` if a model file is present, else the POC's `auto`.
 //!
+//! The native model answers with at most `OPENGATEWAY_MAX_TOKENS` tokens (default 128).
+//!
 //! Model choice for Ollama follows the POC's `inferPrompt`: the requested model, else the first
 //! supported tier (`POC_SUPPORTED_MODELS`); a model not supported (and not `OLLAMA_MODEL`) becomes
 //! the first supported tier; the tier `SmolLM-360M` runs as `llama3.2:1b`; with nothing chosen,
@@ -163,7 +165,13 @@ impl Backend {
                 .to_owned(),
             supported,
             native,
-            params: GenParams::default(),
+            params: GenParams {
+                max_tokens: env
+                    .non_empty("OPENGATEWAY_MAX_TOKENS")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(GenParams::default().max_tokens),
+                ..GenParams::default()
+            },
         })
     }
 

