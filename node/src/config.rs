@@ -71,14 +71,14 @@ impl PocRoot {
         for key in ["cluster_id", "node_name", "region", "cluster_registry_url"] {
             optional_string(&path, &raw, key)?;
         }
-        if let Some(v) = raw.get("inference_queue_limit") {
-            if !v.as_u64().is_some_and(|n| n >= 1) {
-                return Err(FileError::field(
-                    &path,
-                    "inference_queue_limit",
-                    "must be a whole number of at least 1",
-                ));
-            }
+        if let Some(v) = raw.get("inference_queue_limit")
+            && v.as_u64().is_none_or(|n| n < 1)
+        {
+            return Err(FileError::field(
+                &path,
+                "inference_queue_limit",
+                "must be a whole number of at least 1",
+            ));
         }
         optional_string(&path, &raw, "model_path")?;
         Ok(Config { raw })

@@ -129,10 +129,11 @@ impl Registry {
         };
         let mut out: Vec<String> = Vec::new();
         for t in tiers {
-            if let Some(id) = map.get(*t).and_then(Value::as_str).map(str::trim) {
-                if !id.is_empty() && !out.iter().any(|o| o == id) {
-                    out.push(id.to_owned());
-                }
+            if let Some(id) = map.get(*t).and_then(Value::as_str).map(str::trim)
+                && !id.is_empty()
+                && !out.iter().any(|o| o == id)
+            {
+                out.push(id.to_owned());
             }
         }
         out

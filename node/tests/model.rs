@@ -263,11 +263,17 @@ fn cli_model_pull_and_list_see_the_verified_cache() {
     let o = run(&["model", "pull"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("present and verified"));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), path.display().to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        path.display().to_string()
+    );
     let o = run(&["model", "list"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains(&format!("{}  98362432 bytes  {} (built-in, sha256 verified)", BUILTIN.file_name, BUILTIN.name)),
+        out.contains(&format!(
+            "{}  98362432 bytes  {} (built-in, sha256 verified)",
+            BUILTIN.file_name, BUILTIN.name
+        )),
         "{out}"
     );
 }

@@ -188,10 +188,10 @@ impl Backend {
     /// The Ollama model the POC would run for a request naming `requested`.
     pub fn ollama_model_for(&self, requested: Option<&str>) -> String {
         let mut selected = requested.unwrap_or("").to_owned();
-        if selected.is_empty() {
-            if let Some(first) = self.supported.first() {
-                selected = first.clone();
-            }
+        if selected.is_empty()
+            && let Some(first) = self.supported.first()
+        {
+            selected = first.clone();
         }
         if !self.supported.is_empty()
             && !selected.is_empty()

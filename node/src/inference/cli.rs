@@ -65,10 +65,10 @@ pub fn model(
             let prompt = args.prompt.join(" ");
             let mut write_err = None;
             let g = m.generate(&prompt, &args.params, &mut |piece| {
-                if write_err.is_none() {
-                    if let Err(e) = out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
-                        write_err = Some(e);
-                    }
+                if write_err.is_none()
+                    && let Err(e) = out.write_all(piece.as_bytes()).and_then(|()| out.flush())
+                {
+                    write_err = Some(e);
                 }
             })?;
             if let Some(e) = write_err {

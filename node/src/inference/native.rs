@@ -220,10 +220,10 @@ impl NativeModel {
             .into_iter()
             .collect();
         for t in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"] {
-            if let Some(id) = tokenizer.token_to_id(t) {
-                if !eos.contains(&id) {
-                    eos.push(id);
-                }
+            if let Some(id) = tokenizer.token_to_id(t)
+                && !eos.contains(&id)
+            {
+                eos.push(id);
             }
         }
         let add_bos = content
