@@ -32,6 +32,18 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of this process (all threads), user + system, from `/proc/self/stat` (clock ticks,
+/// taken as 100 per second as on Linux x86-64/arm64). Unlike wall time it barely moves when other
+/// processes compete for the cores, so it compares the two sides fairly on a busy machine.
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 struct Run {
     prefill: Duration,
     first_token: Duration,
@@ -137,17 +149,29 @@ fn main() {
 
     let (mut n_pre, mut n_ttft, mut n_dec, mut b_pre, mut b_ttft, mut b_dec) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut n_cpu, mut b_cpu) = (vec![], vec![]);
     let mut tokens = (0, 0);
     for i in 0..runs {
         // Alternate which side goes first so a burst of load elsewhere hits both alike.
-        let mut node_run = || node.generate(PROMPT, &params, &mut |_| {}).unwrap();
-        let (g, b) = if i % 2 == 0 {
-            let g = node_run();
-            (g, bare(&mut weights, &ids, max, &eos))
-        } else {
+        let mut node_run = || {
+            let c = cpu_s();
+            let g = node.generate(PROMPT, &params, &mut |_| {}).unwrap();
+            (g, cpu_s() - c)
+        };
+        let mut bare_run = || {
+            let c = cpu_s();
             let b = bare(&mut weights, &ids, max, &eos);
+            (b, cpu_s() - c)
+        };
+        let ((g, gc), (b, bc)) = if i % 2 == 0 {
+            let g = node_run();
+            (g, bare_run())
+        } else {
+            let b = bare_run();
             (node_run(), b)
         };
+        n_cpu.push(gc * 1e3 / (ids.len() + g.tokens) as f64);
+        b_cpu.push(bc * 1e3 / (ids.len() + b.tokens) as f64);
         n_pre.push(g.prefill.as_secs_f64() * 1e3);
         n_ttft.push(g.first_token.as_secs_f64() * 1e3);
         n_dec.push(g.tokens.saturating_sub(1) as f64 / g.decode.as_secs_f64());
@@ -180,7 +204,13 @@ fn main() {
         median(b_ttft)
     );
     println!("| decode (median) | {nd:.1} tok/s | {bd:.1} tok/s |");
-    println!("| decode ratio node/bare | {:.3} | |", nd / bd);
+    println!("| decode ratio node/bare (wall) | {:.3} | |", nd / bd);
+    let (nc, bc) = (median(n_cpu), median(b_cpu));
+    println!("| CPU time per token, prompt + generated (median) | {nc:.1} ms | {bc:.1} ms |");
+    println!(
+        "| throughput ratio node/bare (CPU time) | {:.3} | |",
+        bc / nc
+    );
     println!(
         "| RSS | {} MiB before load, {} MiB with the model loaded | {} MiB with both loaded |",
         rss0 / 1024,

@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn sha256_matches_known_digest() {
-        // sha256("gatewayai-poc"), as `crypto.createHash('sha256')` gives it.
+        // The FIPS 180-2 test vector sha256("abc").
         assert_eq!(
             hex::encode(sha256_topic("abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
