@@ -200,8 +200,7 @@ pub enum Dropped {
     /// A write came without a token.
     #[error("the write has no token")]
     NoToken,
-    /// The request had no value. (For ANNOUNCE and UNANNOUNCE JS throws a TypeError here
-    /// instead of returning; no reply either way.)
+    /// The request had no value.
     #[error("the request has no value")]
     NoValue,
     /// The value does not decode.
