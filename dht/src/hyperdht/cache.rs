@@ -252,15 +252,16 @@ const INDEX_FROM: usize = 8;
 #[derive(Debug, Clone, Default)]
 struct RecordSet {
     list: Vec<PeerRecord>,
-    index: BTreeMap<[u8; 32], usize>,
+    /// Boxed so the many one-record topics carry one pointer, not an empty map's three words.
+    #[allow(clippy::box_collection)] // the box is the point: a smaller `RecordSet`
+    index: Option<Box<BTreeMap<[u8; 32], usize>>>,
 }
 
 impl RecordSet {
     fn position(&self, key: &[u8; 32]) -> Option<usize> {
-        if self.index.is_empty() {
-            self.list.iter().position(|r| r.public_key() == *key)
-        } else {
-            self.index.get(key).copied()
+        match &self.index {
+            None => self.list.iter().position(|r| r.public_key() == *key),
+            Some(index) => index.get(key).copied(),
         }
     }
 
@@ -274,15 +275,16 @@ impl RecordSet {
             self.list.reserve_exact(1);
         }
         self.list.push(record);
-        if !self.index.is_empty() {
-            self.index.insert(key, self.list.len() - 1);
+        if let Some(index) = &mut self.index {
+            index.insert(key, self.list.len() - 1);
         } else if self.list.len() > INDEX_FROM {
-            self.index = self
-                .list
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.public_key(), i))
-                .collect();
+            self.index = Some(Box::new(
+                self.list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.public_key(), i))
+                    .collect(),
+            ));
         }
         true
     }
@@ -295,7 +297,9 @@ impl RecordSet {
         let last = self.list.len() - 1;
         self.swap(i, last);
         self.list.pop();
-        self.index.remove(key);
+        if let Some(index) = &mut self.index {
+            index.remove(key);
+        }
         true
     }
 
@@ -305,10 +309,10 @@ impl RecordSet {
             return;
         }
         self.list.swap(a, b);
-        if !self.index.is_empty() {
+        if let Some(index) = &mut self.index {
             for i in [a, b] {
                 if let Some(r) = self.list.get(i) {
-                    self.index.insert(r.public_key(), i);
+                    index.insert(r.public_key(), i);
                 }
             }
         }
