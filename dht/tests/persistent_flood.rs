@@ -1,7 +1,7 @@
 //! A flood of valid ANNOUNCEs, every one under its own topic and key, with a refresh token and a
 //! bump (the costliest shape: every announce fills a record, a refresh entry and a bump), keeps
 //! the store's heap under `persistent::ANNOUNCE_HEAP_BOUND`: the caches stop at their JS sizes
-//! (65,536 per generation, two generations) and drop the older generation when full.
+//! (65,536 per generation, two generations; one more stale record) and drop the older generation when full.
 //!
 //! Default tier: 140,000 announces (past the point where both generations are full, 131,072).
 //! `#[ignore]`d: 1,000,000 (`cargo nextest run -p dht --test persistent_flood --run-ignored all`).
@@ -109,8 +109,8 @@ fn flood(n: u32) {
         peak < ANNOUNCE_HEAP_BOUND as isize,
         "peak heap {peak} bytes, bound {ANNOUNCE_HEAP_BOUND}"
     );
-    assert!(records <= 2 * DEFAULT_MAX_SIZE);
-    assert!(refreshes < 2 * DEFAULT_MAX_SIZE && bumps < 2 * DEFAULT_MAX_SIZE);
+    assert!(records <= 2 * DEFAULT_MAX_SIZE + 1);
+    assert!(refreshes <= 2 * DEFAULT_MAX_SIZE + 1 && bumps <= 2 * DEFAULT_MAX_SIZE + 1);
     assert_eq!((mutables, immutables), (0, 0));
     assert_eq!(stats.dropped_bad_signature, 0);
     assert_eq!(stats.relay_addresses_cut, 0);

@@ -18,9 +18,17 @@
 //! in a row empty both generations). An entry therefore lives between `2/3` and `4/3` of
 //! `max_age` unless it is set again.
 //!
-//! Bounds: each generation holds fewer than `max_size` (xache) or at most `max_size`
-//! (record-cache) entries, so a cache holds at most `2 * max_size`, plus retained entries,
-//! which only the owner's own calls create.
+//! Bounds: both caches hold at most `max_size` fresh entries and `max_size + 1` stale ones
+//! (the entry whose insertion triggers a collection goes along into the stale generation), so
+//! `2 * max_size + 1` in all; a [`Xache`] also holds its retained entries, which only the
+//! owner's own calls create.
+//!
+//! One deliberate difference from xache: JS's `get` moves a stale entry into the fresh
+//! generation without a size check, so a requester who reads every entry once per tick keeps
+//! them all alive while new ones keep arriving, and the cache grows without bound. Here `get`
+//! moves an entry only while the fresh generation has room (fewer than `max_size` entries);
+//! otherwise the entry is still returned but stays stale. Below `max_size` entries per tick,
+//! which is every case but a flood, the two behave the same.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -153,15 +161,19 @@ impl<K: Ord + Clone, V> Xache<K, V> {
         self.latest.contains_key(k) || self.oldest.contains_key(k) || self.retained.contains_key(k)
     }
 
-    /// `get(k)`: a stale entry moves back into the fresh generation (without a size check,
-    /// as in JS).
+    /// `get(k)`: a stale entry moves back into the fresh generation when that has room (JS
+    /// moves it always; see the module docs for why not here).
     pub fn get(&mut self, k: &K) -> Option<&V> {
         if !self.latest.contains_key(k)
+            && self.latest.len() < self.max_size
             && let Some(v) = self.oldest.remove(k)
         {
             self.latest.insert(k.clone(), v);
         }
-        self.latest.get(k).or_else(|| self.retained.get(k))
+        self.latest
+            .get(k)
+            .or_else(|| self.oldest.get(k))
+            .or_else(|| self.retained.get(k))
     }
 
     /// Entries in all generations (`size`).

@@ -65,6 +65,47 @@ fn xache_get_moves_a_stale_entry_back_to_fresh() {
 }
 
 #[test]
+fn xache_reads_of_every_stale_entry_do_not_grow_the_cache_past_two_generations() {
+    // In JS a reader who touches every stale entry before each tick keeps them all, and the
+    // writes of each tick come on top: the cache grows without bound. Here it stays within
+    // max fresh and max + 1 stale.
+    let t0 = Instant::now();
+    let max = 4;
+    let mut c = Xache::new(max, AGE, t0);
+    let mut next = 0u32;
+    for tick in 1..=20u64 {
+        let keys: Vec<u32> = (0..next).collect();
+        for k in &keys {
+            c.get(k);
+        }
+        for _ in 0..max - 1 {
+            c.set(next, ());
+            next += 1;
+        }
+        c.advance(ms(t0, 2000 * tick));
+        let (fresh, stale, _) = c.generation_sizes();
+        assert!(
+            fresh <= max && stale <= max + 1,
+            "tick {tick}: {fresh} + {stale}"
+        );
+    }
+    assert_eq!(next, 60);
+}
+
+#[test]
+fn xache_get_of_a_stale_entry_when_the_fresh_generation_is_full_still_returns_it() {
+    let t0 = Instant::now();
+    let mut c = Xache::new(3, AGE, t0);
+    c.set(1, 'a');
+    c.advance(ms(t0, 2000)); // 1 stale
+    c.set(2, 'b');
+    c.set(3, 'c');
+    c.latest.insert(4, 'd'); // a full fresh generation without the collection `set` would run
+    assert_eq!(c.get(&1), Some(&'a'));
+    assert_eq!(c.generation_sizes(), (3, 1, 0));
+}
+
+#[test]
 fn xache_tick_after_a_size_collection_is_skipped() {
     // `_gcAuto`: if `_gc` ran since the last tick, this tick does nothing
     let t0 = Instant::now();

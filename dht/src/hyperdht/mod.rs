@@ -7,6 +7,7 @@
 //! - [`cache`]: the bounded two-generation caches it keeps records in (`xache`, `record-cache`).
 
 pub mod cache;
+pub mod fuzzing;
 pub mod messages;
 pub mod persistent;
 

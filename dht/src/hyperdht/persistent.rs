@@ -21,12 +21,13 @@
 //! store sees is either absent or valid.
 //!
 //! Bounds (`index.js` `defaultCacheOpts` with `defaultMaxSize = 65536`, `defaultMaxAge = 20 min`):
-//! peer records 65,536 per generation (at most 131,072), refresh entries and bumps fewer than
-//! 65,536 per generation each, mutable and immutable values fewer than 32,768 per generation
-//! each (48 h). Entries live 2/3 to 4/3 of their age (see [`super::cache`]). The heap of the
-//! announce stores at those sizes is at most [`ANNOUNCE_HEAP_BOUND`] (`tests/persistent_flood.rs`
-//! measures it); mutable and immutable values are counted, not sized, as in JS, so their heap is
-//! at most 2 × 32,768 values of one datagram each.
+//! peer records, refresh entries and bumps 65,536 fresh and 65,537 stale each (131,073 in
+//! all), mutable and immutable values 32,768 fresh and 32,769 stale each (48 h).
+//! Entries live 2/3 to 4/3 of their age (see [`super::cache`], which also explains the one
+//! place the caches bound what JS leaves unbounded: reads that keep stale entries alive). The
+//! heap of the announce stores at those sizes is at most [`ANNOUNCE_HEAP_BOUND`]
+//! (`tests/persistent_flood.rs` measures it); mutable and immutable values are counted, not
+//! sized, as in JS, so their heap is at most 2 × 32,768 values of one datagram each.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ pub const MAX_RELAY_ADDRESSES: usize = 3;
 /// Heap of a store whose announce caches (records, refresh entries, bumps) are full at the
 /// default sizes, every record under its own topic with a refresh token and a bump (the
 /// costliest shape): `tests/persistent_flood.rs` measures about 58 MiB of live allocations
-/// (131,072 records, refresh entries and bumps, about 460 bytes for the three); the bound
+/// (about 131,072 records, refresh entries and bumps, some 460 bytes for the three); the bound
 /// leaves some headroom. It counts requested bytes, not the allocator's own overhead.
 pub const ANNOUNCE_HEAP_BOUND: usize = 64 << 20;
 
