@@ -284,7 +284,8 @@ impl Response {
 }
 
 /// A change to the router's forward table (`this.dht._router.set/delete` in JS), for the
-/// caller to apply.
+/// caller to apply. As `lib/router.js` `Router.set` does, a `Set` leaves an entry of a server
+/// this node runs itself (kept with xache `retain`) as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouterAction {
     /// A server announced itself (target = H(its key)): forward handshakes for `target` to
