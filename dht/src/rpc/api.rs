@@ -252,6 +252,17 @@ impl ReplyOpts {
         }
     }
 
+    /// Success with nothing but the id and the reflexive address (the internal PING family).
+    pub(crate) fn empty() -> Self {
+        Self {
+            error: 0,
+            value: None,
+            token: false,
+            closer_nodes: false,
+            to: None,
+        }
+    }
+
     /// An error `code`: closer nodes but no token (`req.error` defaults).
     pub fn error(code: u64) -> Self {
         Self {

@@ -56,15 +56,12 @@ impl Node {
         if let Some(t) = &req.token
             && !self.tokens.is_valid(*from.ip(), t)
         {
-            self.send_reply(
-                from,
-                req.tid,
-                req.target.as_ref(),
-                wire::errors::INVALID_TOKEN,
-                None,
-                true,
-                true,
-            );
+            // A fresh token comes with the refusal, so the sender can retry.
+            let opts = ReplyOpts {
+                token: true,
+                ..ReplyOpts::error(wire::errors::INVALID_TOKEN)
+            };
+            self.send_reply(from, req.tid, req.target.as_ref(), opts);
             return;
         }
         if from_id.is_some() {
@@ -74,7 +71,7 @@ impl Node {
         if req.internal {
             match InternalCommand::from_u64(req.command) {
                 Some(InternalCommand::Ping) => {
-                    self.send_reply(from, req.tid, None, 0, None, false, false);
+                    self.send_reply(from, req.tid, None, ReplyOpts::empty());
                 }
                 Some(InternalCommand::DelayedPing) => {
                     let Some(delay) = req.value.as_deref().and_then(le_u32) else {
@@ -87,7 +84,7 @@ impl Node {
                         self.stats.dropped_delayed_pings += 1;
                         return;
                     }
-                    let payload = self.reply_bytes(from, req.tid, None, 0, None, false, false);
+                    let payload = self.reply_bytes(from, req.tid, None, ReplyOpts::empty());
                     let at = now + Duration::from_millis(u64::from(delay));
                     self.delayed.push(at, Transmit { to: from, payload });
                 }
@@ -99,13 +96,17 @@ impl Node {
                         return;
                     }
                     let to = SocketAddrV4::new(*from.ip(), port);
-                    self.send_reply(to, req.tid, None, 0, None, false, false);
+                    self.send_reply(to, req.tid, None, ReplyOpts::empty());
                 }
                 Some(InternalCommand::FindNode) => {
                     if target.is_none() {
                         return;
                     }
-                    self.send_reply(from, req.tid, target.as_ref(), 0, None, false, true);
+                    let opts = ReplyOpts {
+                        closer_nodes: true,
+                        ..ReplyOpts::empty()
+                    };
+                    self.send_reply(from, req.tid, target.as_ref(), opts);
                 }
                 Some(InternalCommand::DownHint) => {
                     let Some(v) = req.value.as_deref().filter(|v| v.len() >= 6) else {
@@ -123,7 +124,7 @@ impl Node {
                             self.check(now, id);
                         }
                     }
-                    self.send_reply(from, req.tid, None, 0, None, false, false);
+                    self.send_reply(from, req.tid, None, ReplyOpts::empty());
                 }
                 None => self.reply_unknown_command(from, req.tid, target.as_ref()),
             }
@@ -146,18 +147,16 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A response to request `tid` (`_sendReply`), addressed to `to` (`opts.to` is the
+    /// caller's business). Closer nodes need the request's `target`.
     pub(crate) fn reply_bytes(
         &self,
         to: SocketAddrV4,
         tid: u16,
         target: Option<&NodeId>,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
+        opts: ReplyOpts,
     ) -> Vec<u8> {
-        let closer = match (target, closer_nodes) {
+        let closer = match (target, opts.closer_nodes) {
             (Some(t), true) => self
                 .table
                 .closest(t, self.table.k())
@@ -170,34 +169,30 @@ impl Node {
             tid,
             to,
             id: self.id(),
-            token: token.then(|| self.tokens.token(*to.ip())),
+            token: opts.token.then(|| self.tokens.token(*to.ip())),
             closer_nodes: closer,
-            error,
-            value,
+            error: opts.error,
+            value: opts.value,
         }
         .to_bytes()
     }
 
-    /// `_sendReply`.
     /// JS's answer to a command nobody handles: UNKNOWN_COMMAND, no token, closer nodes when
-    /// the request had a target.
+    /// the request had a target (`req.error`'s defaults).
     fn reply_unknown_command(&mut self, to: SocketAddrV4, tid: u16, target: Option<&NodeId>) {
-        let error = wire::errors::UNKNOWN_COMMAND;
-        self.send_reply(to, tid, target, error, None, false, true);
+        let opts = ReplyOpts::error(wire::errors::UNKNOWN_COMMAND);
+        self.send_reply(to, tid, target, opts);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Queues [`Node::reply_bytes`] for `to`.
     pub(crate) fn send_reply(
         &mut self,
         to: SocketAddrV4,
         tid: u16,
         target: Option<&NodeId>,
-        error: u64,
-        value: Option<Vec<u8>>,
-        token: bool,
-        closer_nodes: bool,
+        opts: ReplyOpts,
     ) {
-        let b = self.reply_bytes(to, tid, target, error, value, token, closer_nodes);
+        let b = self.reply_bytes(to, tid, target, opts);
         self.outbox.push(to, b);
     }
 
@@ -212,15 +207,8 @@ impl Node {
     /// # }
     /// ```
     pub fn reply(&mut self, req: &IncomingRequest, opts: ReplyOpts) {
-        self.send_reply(
-            opts.to.unwrap_or(req.from),
-            req.tid,
-            req.target.as_ref(),
-            opts.error,
-            opts.value,
-            opts.token,
-            opts.closer_nodes,
-        );
+        let to = opts.to.unwrap_or(req.from);
+        self.send_reply(to, req.tid, req.target.as_ref(), opts);
     }
 
     /// Re-sends the incoming request, with a new value, as a request to `to` (`req.relay`).

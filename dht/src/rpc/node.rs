@@ -372,16 +372,14 @@ impl Node {
             target: opts.target,
             value: opts.value,
         };
-        let ok = self.create_request(
-            now,
-            to,
-            None,
+        let new = NewRequest {
             req,
-            opts.retries,
-            self.config.request_timeout,
-            Owner::User(id),
-            false,
-        );
+            to_id: None,
+            retries: opts.retries,
+            timeout: self.config.request_timeout,
+            owner: Owner::User(id),
+        };
+        let ok = self.create_request(now, to, new);
         if !ok {
             self.emit(Event::Response {
                 request: id,
@@ -421,7 +419,14 @@ impl Node {
             value: Some(delay_ms.to_le_bytes().to_vec()),
         };
         let timeout = Duration::from_millis(u64::from(delay_ms) + 1000);
-        if !self.create_request(now, to, None, req, 3, timeout, Owner::User(id), false) {
+        let new = NewRequest {
+            req,
+            to_id: None,
+            retries: 3,
+            timeout,
+            owner: Owner::User(id),
+        };
+        if !self.create_request(now, to, new) {
             self.emit(Event::Response {
                 request: id,
                 result: Err(RequestError::TooManyRequests),
@@ -449,32 +454,19 @@ impl Node {
         }
     }
 
-    /// Registers and sends a request; false when the in-flight table is full.
-    #[allow(clippy::too_many_arguments)]
+    /// Registers and sends a request to `to`; false when the in-flight table is full.
     pub(crate) fn create_request(
         &mut self,
         now: Instant,
         to: SocketAddrV4,
-        to_id: Option<NodeId>,
-        req: Request,
-        retries: u32,
-        timeout: Duration,
-        owner: Owner,
-        force: bool,
+        new: NewRequest,
     ) -> bool {
-        let new = NewRequest {
-            req,
-            to_id,
-            retries,
-            timeout,
-            owner,
-        };
         let Some(tid) = self.requests.create(now, to, new) else {
             return false;
         };
         self.stats.requests_out += 1;
         let id = self.id();
-        self.requests.send(now, tid, force, id, &mut self.outbox);
+        self.requests.send(now, tid, false, id, &mut self.outbox);
         true
     }
 
@@ -500,16 +492,14 @@ impl Node {
             target: None,
             value,
         };
-        self.create_request(
-            now,
-            to,
-            None,
+        let new = NewRequest {
             req,
-            3,
-            self.config.request_timeout,
+            to_id: None,
+            retries: 3,
+            timeout: self.config.request_timeout,
             owner,
-            false,
-        )
+        };
+        self.create_request(now, to, new)
     }
 
     /// Dispatches a reply to whoever waits for it.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::api::{Event, QueryError, QueryId, Reply, RequestError};
 use super::node::Node;
 use super::query::{Flush, Peer, QueryKind, QueryOpts, QueryWalk, ReplyEffect, Step};
-use super::requests::Owner;
+use super::requests::{NewRequest, Owner};
 use super::wire::InternalCommand;
 
 impl Node {
@@ -128,19 +128,14 @@ impl Node {
         let Some(walk) = self.queries.get(&id) else {
             return;
         };
-        let req = walk.request(to.addr);
-        let retries = walk.retries();
-        let timeout = self.config.request_timeout;
-        let sent = self.create_request(
-            now,
-            to.addr,
-            Some(to.id),
-            req,
-            retries,
-            timeout,
-            Owner::Query(id),
-            false,
-        );
+        let new = NewRequest {
+            req: walk.request(to.addr),
+            to_id: Some(to.id),
+            retries: walk.retries(),
+            timeout: self.config.request_timeout,
+            owner: Owner::Query(id),
+        };
+        let sent = self.create_request(now, to.addr, new);
         if !sent && let Some(walk) = self.queries.get_mut(&id) {
             walk.visit_failed(&to);
         }
@@ -247,8 +242,15 @@ impl Node {
             let Some(req) = self.queries.get(&id).map(|w| w.commit_request(addr, token)) else {
                 return;
             };
-            let timeout = self.config.request_timeout;
-            if self.create_request(now, addr, None, req, 3, timeout, Owner::Commit(id), false) {
+            // `dht.request(...)` defaults: 3 retries.
+            let new = NewRequest {
+                req,
+                to_id: None,
+                retries: 3,
+                timeout: self.config.request_timeout,
+                owner: Owner::Commit(id),
+            };
+            if self.create_request(now, addr, new) {
                 started += 1;
             }
         }

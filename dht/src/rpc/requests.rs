@@ -519,13 +519,19 @@ impl Requests {
             .is_some_and(|r| r.serial == serial && r.deadline == Some(deadline))
     }
 
-    /// Keeps the top of the heap live so [`Requests::next_deadline`] is exact.
+    /// Keeps the top of the heap live so [`Requests::next_deadline`] is exact; an idle table
+    /// gives its timer and queue memory back.
     fn pop_stale_timers(&mut self) {
         while let Some(Reverse(top)) = self.timers.peek().copied() {
             if self.timer_is_live(top) {
                 return;
             }
             self.timers.pop();
+        }
+        if self.inflight.is_empty() {
+            self.timers.shrink_to_fit();
+            self.queue.clear();
+            self.queue.shrink_to_fit();
         }
     }
 

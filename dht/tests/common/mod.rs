@@ -43,7 +43,8 @@ impl Rng {
 pub struct Net {
     pub start: Instant,
     pub now: Instant,
-    pub nodes: BTreeMap<SocketAddrV4, Node>,
+    /// Boxed, so the heap per node counts the node and not the map's spare slots.
+    pub nodes: BTreeMap<SocketAddrV4, Box<Node>>,
     pub dead: BTreeSet<SocketAddrV4>,
     /// The datagram fabric.
     pub wire: netsim::Net,
@@ -116,7 +117,7 @@ impl Net {
 
     pub fn insert(&mut self, addr: SocketAddrV4, node: Node) {
         self.dead.remove(&addr);
-        self.nodes.insert(addr, node);
+        self.nodes.insert(addr, Box::new(node));
         self.after(addr);
     }
 
