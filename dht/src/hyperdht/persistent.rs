@@ -54,12 +54,14 @@ pub const MAX_BUMP_DRIFT_MS: u64 = 60_000;
 pub const LOOKUP_MAX_RECORDS: usize = 20;
 /// `persistent.js` `onannounce`: relay addresses beyond the third are cut.
 pub const MAX_RELAY_ADDRESSES: usize = 3;
-/// Heap of a store whose announce caches (records, refresh entries, bumps) are full at the
-/// default sizes, every record under its own topic with a refresh token and a bump (the
-/// costliest shape): `tests/persistent_flood.rs` measures about 58 MiB of live allocations
-/// (about 131,072 records, refresh entries and bumps, some 460 bytes for the three); the bound
-/// leaves some headroom. It counts requested bytes, not the allocator's own overhead.
-pub const ANNOUNCE_HEAP_BOUND: usize = 64 << 20;
+/// Heap per stored announce when every announce fills a record, a refresh entry and a bump,
+/// each under its own topic (the costliest shape): `tests/persistent_flood.rs` measures about
+/// 460 bytes of live allocations (B-tree nodes and the inline record; the allocator's own
+/// overhead is not counted); the bound leaves some headroom.
+pub const ANNOUNCE_HEAP_PER_ENTRY: usize = 512;
+/// Heap of a store whose announce caches are full at the default sizes (two generations of
+/// 65,536): 131,072 × [`ANNOUNCE_HEAP_PER_ENTRY`] = 64 MiB (measured: 57.9 MiB).
+pub const ANNOUNCE_HEAP_BOUND: usize = 2 * DEFAULT_MAX_SIZE * ANNOUNCE_HEAP_PER_ENTRY;
 
 /// Cache sizes (`index.js` `defaultCacheOpts(opts)`; `opts.maxSize`, `opts.maxAge`).
 #[derive(Debug, Clone, PartialEq, Eq)]
