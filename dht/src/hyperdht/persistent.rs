@@ -27,7 +27,7 @@
 //! place the caches bound what JS leaves unbounded: reads that keep stale entries alive). The
 //! heap of the announce stores at those sizes is at most [`ANNOUNCE_HEAP_BOUND`]
 //! (`tests/persistent_flood.rs` measures it); mutable and immutable values are counted, not
-//! sized, as in JS, so their heap is at most 2 × 32,768 values of one datagram each.
+//! sized, as in JS, so their heap is at most 2 × 65,537 values of one datagram each.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
