@@ -1,8 +1,15 @@
 //! HyperDHT: the user commands, messages and crypto on top of dht-rpc.
 //!
 //! JS: hyperdht@6.34.0 (`index.js`, `lib/*.js`).
+//!
+//! - [`messages`]: the values of user-command requests and replies.
+//! - [`persistent`]: the storage node's record store (`lib/persistent.js`), sans-IO.
+//! - [`cache`]: the bounded two-generation caches it keeps records in (`xache`, `record-cache`).
 
+pub mod cache;
+pub mod fuzzing;
 pub mod messages;
+pub mod persistent;
 
 /// hyperdht user commands (`lib/constants.js` `COMMANDS`), sent without the `internal` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
