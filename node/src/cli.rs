@@ -32,7 +32,7 @@ Also: model pull | model list | model run \"text\", topic <cluster-id>, stdio
     about = "OpenGateway node (drop-in for the JS POC)"
 )]
 pub struct Cli {
-    /// Topic derivation for cluster ids (default: `OPENGATEWAY_TOPIC_SCHEME`, else padded).
+    /// Topic derivation for cluster ids (default: `OPENGATEWAY_TOPIC_SCHEME`, else both).
     #[arg(long, global = true, value_enum)]
     pub topic_scheme: Option<TopicScheme>,
     /// The command.
@@ -287,7 +287,7 @@ pub fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Res
     }
 }
 
-/// The topic scheme: the flag, else `OPENGATEWAY_TOPIC_SCHEME`, else padded.
+/// The topic scheme: the flag, else `OPENGATEWAY_TOPIC_SCHEME`, else both.
 pub fn topic_scheme(flag: Option<TopicScheme>, env: &Env) -> Result<TopicScheme, CliError> {
     if let Some(s) = flag {
         return Ok(s);

@@ -6,8 +6,8 @@
 //!   (`opengateway scripts/poc-node.js topicForCluster`), so the id can be read back from a
 //!   connection's topics (`decodeTopic`). Ids longer than 32 bytes collide after truncation.
 //!
-//! A node can join with either or both (`--topic-scheme`, `OPENGATEWAY_TOPIC_SCHEME`; the POC
-//! that users run today uses `padded`, which is our default).
+//! A node can join with either or both (`--topic-scheme`, `OPENGATEWAY_TOPIC_SCHEME`). The
+//! default is both, so a node meets POC nodes of either version; the padded topic comes first.
 
 use sha2::{Digest, Sha256};
 
@@ -17,9 +17,9 @@ pub enum TopicScheme {
     /// SHA-256 of the UTF-8 id.
     Sha256,
     /// UTF-8 id, truncated/zero-padded to 32 bytes (the current POC).
-    #[default]
     Padded,
-    /// Both topics, one join each.
+    /// Both topics, one join each (the default).
+    #[default]
     Both,
 }
 
@@ -119,6 +119,9 @@ mod tests {
                 .to_string()
                 .contains("md5")
         );
-        assert_eq!(TopicScheme::default().topics("a"), vec![padded_topic("a")]);
+        assert_eq!(
+            TopicScheme::default().topics("a"),
+            vec![padded_topic("a"), sha256_topic("a")]
+        );
     }
 }

@@ -311,12 +311,19 @@ fn stop_signals_the_recorded_pid_and_clears_stale_ones() {
 fn topic_schemes() {
     let d = tempfile::tempdir().unwrap();
     let padded = format!("{}{}\n", hex::encode("gatewayai-poc"), "00".repeat(19));
-    let o = og(d.path(), &["topic", "gatewayai-poc"], &[]);
-    assert_eq!(stdout(&o), padded);
     let sha_line = {
         use sha2::Digest;
         format!("{}\n", hex::encode(sha2::Sha256::digest(b"gatewayai-poc")))
     };
+    // The default joins both schemes, the padded topic first.
+    let o = og(d.path(), &["topic", "gatewayai-poc"], &[]);
+    assert_eq!(stdout(&o), format!("{padded}{sha_line}"));
+    let o = og(
+        d.path(),
+        &["topic", "gatewayai-poc", "--topic-scheme", "padded"],
+        &[],
+    );
+    assert_eq!(stdout(&o), padded);
     let o = og(
         d.path(),
         &["topic", "gatewayai-poc", "--topic-scheme", "sha256"],
