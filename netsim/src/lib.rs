@@ -11,13 +11,29 @@
 //! (larger datagrams are dropped, as with don't-fragment), a rate limit with a bounded
 //! bottleneck queue, and blackhole windows (every datagram is dropped inside them).
 //!
+//! Sites behind NAT boxes ([`Net::add_nat`], module [`nat`]): a box translates and filters
+//! what its inside hosts send and receive (endpoint-independent or port-randomising mapping, or
+//! a firewall without translation; hairpinning on or off; flow timeouts), and
+//! [`Net::set_internet_hops`] makes the path between sites long enough for TTL to matter
+//! ([`Net::send_with_ttl`]; low-TTL probes open a box's flow without reaching the far side).
+//! Links stay keyed by the addresses the sender used, before translation.
+//!
 //! Bounds: the in-flight set is bounded by [`Net::with_max_in_flight`] (default 1,000,000
-//! datagrams); datagrams beyond it are dropped and counted.
+//! datagrams); datagrams beyond it are dropped and counted. A NAT box tracks at most
+//! [`NatConfig::max_flows`] flows.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+pub mod nat;
+
+pub use nat::{Filtering, Mapping, NatConfig, NatCounters, NatId};
+use nat::{NatBox, Outbound};
+
+/// The TTL of a datagram sent with [`Net::send`] (JS's and Linux's default, 64).
+pub const DEFAULT_TTL: u8 = 64;
 
 /// A small, fast, seedable generator (SplitMix64). Good enough for impairment decisions.
 #[derive(Debug, Clone)]
@@ -150,6 +166,8 @@ pub struct Counters {
     pub queue_dropped: u64,
     /// Extra copies made by duplication.
     pub duplicated: u64,
+    /// Datagrams whose TTL ran out between sites (see [`Net::set_internet_hops`]).
+    pub ttl_expired: u64,
 }
 
 /// A datagram on its way or delivered.
@@ -167,6 +185,10 @@ pub struct Datagram {
 struct InFlight {
     at: Instant,
     order: u64,
+    /// The link the datagram travels, `(from, to)` as the sender gave them.
+    link: (SocketAddr, SocketAddr),
+    /// TTL left on arrival.
+    ttl: u8,
     dgram: Datagram,
 }
 
@@ -224,6 +246,7 @@ impl Counters {
         self.blackholed += o.blackholed;
         self.queue_dropped += o.queue_dropped;
         self.duplicated += o.duplicated;
+        self.ttl_expired += o.ttl_expired;
     }
 
     fn subtract(&mut self, o: &Counters) {
@@ -236,6 +259,7 @@ impl Counters {
         self.blackholed -= o.blackholed;
         self.queue_dropped -= o.queue_dropped;
         self.duplicated -= o.duplicated;
+        self.ttl_expired -= o.ttl_expired;
     }
 }
 
@@ -254,6 +278,12 @@ pub struct Net {
     queue: BinaryHeap<InFlight>,
     order: u64,
     max_in_flight: usize,
+    nats: Vec<NatBox>,
+    /// Inside address -> its box.
+    nat_inside: BTreeMap<IpAddr, usize>,
+    /// Public address -> its box.
+    nat_public: BTreeMap<IpAddr, usize>,
+    internet_hops: u8,
 }
 
 impl Net {
@@ -270,7 +300,56 @@ impl Net {
             queue: BinaryHeap::new(),
             order: 0,
             max_in_flight: 1_000_000,
+            nats: Vec::new(),
+            nat_inside: BTreeMap::new(),
+            nat_public: BTreeMap::new(),
+            internet_hops: 0,
         }
+    }
+
+    /// Puts the hosts `inside` behind a NAT box with the address `public`. Addresses must be
+    /// distinct across boxes (a later box takes an address over). For a firewall
+    /// ([`Mapping::None`]) `public` is one more protected host and the inside addresses are
+    /// public too. Hosts of one box reach each other directly (a LAN), untranslated.
+    pub fn add_nat(&mut self, public: IpAddr, inside: &[IpAddr], cfg: NatConfig) -> NatId {
+        let id = self.nats.len();
+        let b = NatBox::new(public, inside, cfg);
+        for ip in b.inside() {
+            self.nat_inside.insert(*ip, id);
+            if b.is_public(*ip) {
+                self.nat_public.insert(*ip, id);
+            }
+        }
+        self.nat_public.insert(b.public(), id);
+        self.nats.push(b);
+        NatId(id)
+    }
+
+    /// What box `id` did so far.
+    pub fn nat_counters(&self, id: NatId) -> NatCounters {
+        self.nats.get(id.0).map(|b| b.counters).unwrap_or_default()
+    }
+
+    /// Flows box `id` tracks now (expired ones are removed as the box sees traffic).
+    pub fn nat_flows(&self, id: NatId) -> usize {
+        self.nats.get(id.0).map_or(0, NatBox::flows)
+    }
+
+    /// The public address box `id` gives the live flow `inside -> remote`.
+    pub fn nat_public_address(
+        &self,
+        id: NatId,
+        inside: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<SocketAddr> {
+        self.nats.get(id.0)?.public_of(inside, remote)
+    }
+
+    /// Hops a datagram crosses between sites (between NAT boxes or open hosts); a datagram
+    /// whose TTL is not larger dies on the way (counted in [`Counters::ttl_expired`]). 0 (the
+    /// default) ignores TTL between sites. A NAT box is one more hop on each side.
+    pub fn set_internet_hops(&mut self, hops: u8) {
+        self.internet_hops = hops;
     }
 
     /// Caps the number of datagrams in flight.
@@ -341,8 +420,49 @@ impl Net {
         self.queue.len()
     }
 
-    /// Sends a datagram at the current virtual time.
+    /// Sends a datagram at the current virtual time with the default TTL.
     pub fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        self.send_with_ttl(from, to, data, DEFAULT_TTL);
+    }
+
+    /// Sends a datagram at the current virtual time with IP TTL `ttl`. A sender inside a NAT
+    /// box goes through its box (translation, hairpin), then across the internet hops.
+    pub fn send_with_ttl(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8], ttl: u8) {
+        let mut src = from;
+        let mut ttl = ttl;
+        let sbox = self.nat_inside.get(&from.ip()).copied();
+        let lan = sbox.is_some() && sbox == self.nat_inside.get(&to.ip()).copied();
+        if !lan {
+            let mut hairpin = false;
+            if let Some(b) = sbox.and_then(|b| self.nats.get_mut(b)) {
+                hairpin = b.public() == to.ip();
+                match b.outbound(from, to, ttl, self.now, &mut self.rng) {
+                    Outbound::Forward(s, t) => (src, ttl) = (s, t),
+                    Outbound::Drop => return,
+                }
+            }
+            if !hairpin && self.internet_hops > 0 {
+                if ttl <= self.internet_hops {
+                    self.totals.ttl_expired += 1;
+                    if let Some(l) = self.links.get_mut(&(from, to)) {
+                        l.counters.ttl_expired += 1;
+                    }
+                    return;
+                }
+                ttl -= self.internet_hops;
+            }
+        }
+        self.send_link(from, to, src, ttl, data);
+    }
+
+    fn send_link(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        src: SocketAddr,
+        ttl: u8,
+        data: &[u8],
+    ) {
         let now = self.now;
         let since_start = now - self.start;
         let stateless = !self.default_link_state
@@ -390,8 +510,10 @@ impl Net {
             self.queue.push(InFlight {
                 at,
                 order: self.order,
+                link: (from, to),
+                ttl,
                 dgram: Datagram {
-                    from,
+                    from: src,
                     to,
                     data: data.to_vec(),
                 },
@@ -417,19 +539,57 @@ impl Net {
     }
 
     /// Pops the next datagram whose arrival time is not after the current time.
+    /// Datagrams a NAT box drops on arrival are skipped (and counted in its [`NatCounters`]).
     pub fn poll_deliver(&mut self) -> Option<Datagram> {
-        if self.queue.peek()?.at > self.now {
-            return None;
+        loop {
+            if self.queue.peek()?.at > self.now {
+                return None;
+            }
+            let mut f = self.queue.pop()?;
+            if !self.nat_inbound(&mut f) {
+                continue;
+            }
+            let len = f.dgram.data.len() as u64;
+            self.totals.delivered += 1;
+            self.totals.delivered_bytes += len;
+            if let Some(l) = self.links.get_mut(&f.link) {
+                l.counters.delivered += 1;
+                l.counters.delivered_bytes += len;
+            }
+            return Some(f.dgram);
         }
-        let f = self.queue.pop()?;
-        let len = f.dgram.data.len() as u64;
-        self.totals.delivered += 1;
-        self.totals.delivered_bytes += len;
-        if let Some(l) = self.links.get_mut(&(f.dgram.from, f.dgram.to)) {
-            l.counters.delivered += 1;
-            l.counters.delivered_bytes += len;
+    }
+
+    /// Passes an arriving datagram through the box in front of its destination, if any:
+    /// rewrites its destination to the inside host, or returns false (dropped).
+    fn nat_inbound(&mut self, f: &mut InFlight) -> bool {
+        let (from, to) = (f.dgram.from, f.dgram.to);
+        if let Some(&b) = self.nat_public.get(&to.ip()) {
+            let Some(b) = self.nats.get_mut(b) else {
+                return true;
+            };
+            if b.is_inside(from.ip()) {
+                return true; // the same site
+            }
+            return match b.inbound(from, to, f.ttl, self.now) {
+                Some(inside) => {
+                    f.dgram.to = inside;
+                    true
+                }
+                None => false,
+            };
         }
-        Some(f.dgram)
+        if let Some(b) = self
+            .nat_inside
+            .get(&to.ip())
+            .and_then(|b| self.nats.get_mut(*b))
+            && b.hides(to.ip())
+            && !b.is_inside(from.ip())
+        {
+            b.counters.unroutable += 1;
+            return false;
+        }
+        true
     }
 
     /// Draws from the simulation's generator (for callers that need seeded randomness).
