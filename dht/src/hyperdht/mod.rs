@@ -5,10 +5,15 @@
 //! - [`messages`]: the values of user-command requests and replies.
 //! - [`persistent`]: the storage node's record store (`lib/persistent.js`), sans-IO.
 //! - [`cache`]: the bounded two-generation caches it keeps records in (`xache`, `record-cache`).
+//! - [`nat`]: NAT classification of a holepunch socket (`lib/nat.js`), sans-IO.
+//! - [`holepunch`]: the holepunch state machines of both peers (`lib/holepuncher.js`, the punch
+//!   rounds of `lib/connect.js` and `lib/server.js`), sans-IO.
 
 pub mod cache;
 pub mod fuzzing;
+pub mod holepunch;
 pub mod messages;
+pub mod nat;
 pub mod persistent;
 
 /// hyperdht user commands (`lib/constants.js` `COMMANDS`), sent without the `internal` flag.
