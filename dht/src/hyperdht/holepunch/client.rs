@@ -121,6 +121,7 @@ enum Awaiting {
         peer: SocketAddrV4,
     },
     Delayed {
+        token: Option<[u8; 32]>,
         remote_token: Option<[u8; 32]>,
     },
     Punch {
@@ -299,7 +300,7 @@ impl ClientPunch {
             return;
         }
         self.p.on_probe(now, socket, from, budget);
-        self.settle();
+        self.settle(budget);
     }
 
     /// The PEER_HOLEPUNCH request failed (no reply).
@@ -307,10 +308,6 @@ impl ClientPunch {
         if self.step == Step::Done || self.awaiting == Awaiting::None {
             return;
         }
-        if let Awaiting::Punch { random: true, .. } = self.awaiting {
-            budget.cancel();
-        }
-        self.awaiting = Awaiting::None;
         self.fail(now, budget, HolepunchError::RelayFailed);
     }
 
@@ -328,7 +325,7 @@ impl ClientPunch {
         };
         let (sent_token, sent_peer, sent_punching) = match awaiting {
             Awaiting::Probe { peer, .. } => (None, peer, false),
-            Awaiting::Delayed { .. } => (None, self.server_address, false),
+            Awaiting::Delayed { token, .. } => (token, self.server_address, false),
             Awaiting::Punch { token, peer, .. } => (token, peer, true),
             Awaiting::None => return,
         };
@@ -348,6 +345,9 @@ impl ClientPunch {
         }
         match awaiting {
             Awaiting::Probe { retry, .. } => {
+                // The relay's view of our socket is one more NAT sample. (JS then opens a
+                // session to `reply.payload.address` when the server is not random, but the
+                // holepunch payload has no such field, so that branch never runs.)
                 self.p.nat_mut().add(reply.to, reply.from);
                 let probe = Probed {
                     retry,
@@ -366,7 +366,7 @@ impl ClientPunch {
                     }
                 };
             }
-            Awaiting::Delayed { remote_token } => self.try_later(now, remote_token),
+            Awaiting::Delayed { remote_token, .. } => self.try_later(now, remote_token),
             Awaiting::Punch { .. } => {
                 if try_later {
                     self.try_later(now, payload.remote_token);
@@ -376,7 +376,7 @@ impl ClientPunch {
                     return self.fail(now, budget, HolepunchError::RemoteNotHolepunchable);
                 } else {
                     self.step = Step::Punching;
-                    self.settle();
+                    self.settle(budget);
                 }
             }
             Awaiting::None => {}
@@ -456,7 +456,7 @@ impl ClientPunch {
             }
             self.after_analysis(now, probe, budget);
         }
-        self.settle();
+        self.settle(budget);
     }
 
     /// The end of `probeRound` and the middle of `holepunch`.
@@ -500,10 +500,13 @@ impl ClientPunch {
                 return self.fail(now, budget, HolepunchError::Aborted);
             }
             if !delayed {
-                let payload =
-                    self.update(false, Some(self.token(self.server_address)), remote_token);
+                let token = Some(self.token(self.server_address));
+                let payload = self.update(false, token, remote_token);
                 self.send(self.relay_address, self.server_address, payload);
-                self.awaiting = Awaiting::Delayed { remote_token };
+                self.awaiting = Awaiting::Delayed {
+                    token,
+                    remote_token,
+                };
                 self.step = Step::Reply;
                 return;
             }
@@ -585,17 +588,26 @@ impl ClientPunch {
     }
 
     fn fail(&mut self, now: Instant, budget: &mut RandomPunches, err: HolepunchError) {
-        self.awaiting = Awaiting::None;
+        self.forget_reply(budget);
         self.step = Step::Done;
         self.p.destroy(now, budget, None);
         self.p.events.push_back(Event::Failed(err));
     }
 
     /// Notices the puncher connecting or giving up.
-    fn settle(&mut self) {
+    fn settle(&mut self, budget: &mut RandomPunches) {
         if self.p.connected() || self.p.destroyed() {
             self.step = Step::Done;
-            self.awaiting = Awaiting::None;
+            self.forget_reply(budget);
         }
+    }
+
+    /// Stops waiting for a reply; a random punch round committed to the budget gives its
+    /// place back (JS decrements in `roundPunch`'s `finally` whenever the reply settles).
+    fn forget_reply(&mut self, budget: &mut RandomPunches) {
+        if let Awaiting::Punch { random: true, .. } = self.awaiting {
+            budget.cancel();
+        }
+        self.awaiting = Awaiting::None;
     }
 }

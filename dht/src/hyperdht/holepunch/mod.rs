@@ -82,6 +82,11 @@ pub const RANDOM_PUNCH_LIMIT: u32 = 1;
 /// NAT samples (at most a handful), so more than this is not a real peer's.
 pub const MAX_REMOTE_ADDRESSES: usize = 32;
 
+/// Actions queued at most before probes are dropped: room for a whole birthday burst (a bind
+/// and a probe per socket, and a release per socket later). Callers drain the queue after
+/// every call.
+pub const MAX_QUEUED_ACTIONS: usize = 4 * BIRTHDAY_SOCKETS;
+
 /// A socket of a puncher, bound by the caller on [`Action::Bind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SocketId(pub u32);
@@ -502,7 +507,11 @@ impl Puncher {
     }
 
     fn probe(&mut self, socket: SocketId, to: SocketAddrV4, ttl: u8) {
-        self.actions.push_back(Action::Probe { socket, to, ttl });
+        // Probes are best-effort datagrams: when the caller lets the queue fill up (a peer
+        // flooding the server's sockets with probes to answer), further ones are dropped.
+        if self.actions.len() < MAX_QUEUED_ACTIONS {
+            self.actions.push_back(Action::Probe { socket, to, ttl });
+        }
     }
 
     /// `_unstable`: our NAT unknown, or both random.
