@@ -17,8 +17,9 @@
 
 // Remote input never panics: no unwrap/expect/panic!/slice indexing anywhere in the library
 // (codec, rpc, hyperdht, crypto, runtime) outside tests. Opt-outs, each commented where it is:
-// the fuzz oracles (`fuzzing`, `rpc::fuzzing`). The `hyperdht` binary, its own crate root,
-// denies the same lints.
+// the fuzz oracles (`fuzzing`, `rpc::fuzzing`, `hyperdht::fuzzing`,
+// `hyperdht::holepunch::fuzzing`). The `hyperdht` binary, its own crate root, denies the same
+// lints.
 #![cfg_attr(
     not(test),
     deny(

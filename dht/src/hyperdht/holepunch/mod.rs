@@ -46,6 +46,8 @@ use super::messages::HolepunchPayload;
 use super::nat::NatAnalyzer;
 
 pub mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;
 
 pub use client::{ClientConfig, ClientPunch, ClientReply, Plan, plan};

@@ -807,13 +807,26 @@ fn the_server_bounds_requests_waiting_for_its_analysis() {
 fn connecting_while_a_random_round_is_in_flight_gives_the_budget_back() {
     let t0 = Instant::now();
     let mut budget = RandomPunches::default();
-    let (mut c, _) = probed(Firewall::Consistent, Firewall::Random, config(), t0, &mut budget);
+    let (mut c, _) = probed(
+        Firewall::Consistent,
+        Firewall::Random,
+        config(),
+        t0,
+        &mut budget,
+    );
     assert_eq!(budget.active(), 1, "the punch round committed");
     c.on_probe(t0, SocketId(0), sa(SERVER, 7000), &mut budget);
-    assert!(matches!(events(&mut c).as_slice(), [Event::Connected { .. }]));
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [Event::Connected { .. }]
+    ));
     assert_eq!(budget.active(), 0);
     // The late reply changes nothing.
-    c.on_reply(t0, reply(server_payload(Firewall::Random, true)), &mut budget);
+    c.on_reply(
+        t0,
+        reply(server_payload(Firewall::Random, true)),
+        &mut budget,
+    );
     assert_eq!(budget.active(), 0);
     assert!(events(&mut c).is_empty());
 }
