@@ -243,8 +243,8 @@ fn seed32(seed: u64, salt: u8) -> [u8; 32] {
 }
 
 impl World {
-    fn new(seed: u64) -> Self {
-        let mut net = Net::new(Instant::now(), seed);
+    fn new(seed: u64, start: Instant) -> Self {
+        let mut net = Net::new(start, seed);
         net.set_internet_hops(INTERNET_HOPS);
         net.set_default_link(netsim::LinkConfig {
             delay: LINK_DELAY,
@@ -493,11 +493,30 @@ fn server_request(data: &[u8], from: SocketAddrV4, on: Option<SocketId>) -> Serv
 /// One cell of the matrix: the server in a site of `server` kind, the client in one of
 /// `client` kind.
 fn connect(server: Kind, client: Kind, seed: u64) -> (Outcome, World) {
-    let mut w = World::new(seed);
+    connect_at(
+        server,
+        client,
+        seed,
+        Instant::now(),
+        RandomPunches::default(),
+    )
+}
+
+/// [`connect`] from time `start`, the client's DHT node having spent `budget` on random
+/// punches before.
+fn connect_at(
+    server: Kind,
+    client: Kind,
+    seed: u64,
+    start: Instant,
+    budget: RandomPunches,
+) -> (Outcome, World) {
+    let mut w = World::new(seed, start);
     let (shost, s_firewalled) = place(&mut w.net, server, 1, &mut w.boxes);
     let (chost, c_firewalled) = place(&mut w.net, client, 2, &mut w.boxes);
     w.server = Peer::new(shost);
     w.client = Peer::new(chost);
+    w.client.budget = budget;
     let (s_dht, c_dht) = (w.server.addr(DHT_PORT), w.client.addr(DHT_PORT));
     // The server announces through the relay (its NAT now lets the relay in)...
     w.net.send(s_dht, relay().into(), &[ANNOUNCE]);
@@ -701,4 +720,22 @@ fn birthday_punches_connect_for_many_seeds() {
     );
     // 1,750 probes, 20 ms apart: the punch gives up after 35 s.
     assert!(times.iter().all(|t| *t < Duration::from_secs(36)));
+}
+
+#[test]
+fn random_punches_are_rate_limited_per_node() {
+    // One client node punches a random NAT, then at once another: JS allows one random punch
+    // per 20 s per node and, with no blind relay to wait on, aborts the second.
+    let (first, w) = connect(Kind::Consistent, Kind::Random, 77);
+    assert_eq!(first, Outcome::Punched(PunchStrategy::Birthday));
+    let (end, budget) = (w.now(), w.client.budget.clone());
+    let (second, _) = connect_at(Kind::Consistent, Kind::Random, 78, end, budget.clone());
+    assert_eq!(second, Outcome::Failed(HolepunchError::Aborted));
+    // Consistent pairs are not limited.
+    let (third, _) = connect_at(Kind::Consistent, Kind::Consistent, 79, end, budget.clone());
+    assert_eq!(third, Outcome::Punched(PunchStrategy::ProbeRound));
+    // 20 s after the first punch connected, random punching is allowed again.
+    let later = end + Duration::from_secs(20);
+    let (fourth, _) = connect_at(Kind::Consistent, Kind::Random, 80, later, budget);
+    assert_eq!(fourth, Outcome::Punched(PunchStrategy::Birthday));
 }
