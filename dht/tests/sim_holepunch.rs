@@ -658,6 +658,11 @@ fn nat_matrix_connects_every_pair_js_connects_and_fails_random_by_random() {
                 w.net.elapsed()
             );
             table.push_str(&line);
+            if let Outcome::Failed(e) = &got {
+                // What a JS application sees for the same failure (nat-lab: random x random
+                // fails with HOLEPUNCH_ABORTED).
+                assert_eq!(e.js_reported_code(), "HOLEPUNCH_ABORTED", "{line}");
+            }
             if got != want {
                 wrong.push(format!("{line}  wanted {}", label(&want)));
             }

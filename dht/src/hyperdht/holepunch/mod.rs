@@ -207,10 +207,7 @@ pub enum HolepunchError {
 }
 
 impl HolepunchError {
-    /// JS's error code for this cause. Note that JS reports a client-side abort
-    /// (`ProbeTimeout`, `DoubleRandomizedNats`) to the application as `HOLEPUNCH_ABORTED`:
-    /// destroying the puncher calls its abort handler first, which fails the connection with
-    /// that code before the cause is used.
+    /// JS's error code for this cause.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Aborted => "HOLEPUNCH_ABORTED",
@@ -222,6 +219,18 @@ impl HolepunchError {
             Self::RemoteNotHolepunchable => "REMOTE_NOT_HOLEPUNCHABLE",
             Self::CannotHolepunch => "CANNOT_HOLEPUNCH",
             Self::RelayFailed => "REQUEST_TIMEOUT",
+        }
+    }
+
+    /// The code a JS client's application sees for this failure: once the client created its
+    /// puncher, every failure destroys the puncher first, whose abort handler fails the
+    /// connection with `HOLEPUNCH_ABORTED` before the cause is used (`connect.js`
+    /// `destroyPuncher` and the `onabort` set in `holepunch`). Only `CANNOT_HOLEPUNCH` comes
+    /// before a puncher exists.
+    pub fn js_reported_code(&self) -> &'static str {
+        match self {
+            Self::CannotHolepunch => self.code(),
+            _ => "HOLEPUNCH_ABORTED",
         }
     }
 }
