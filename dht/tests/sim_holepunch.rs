@@ -659,8 +659,8 @@ fn nat_matrix_connects_every_pair_js_connects_and_fails_random_by_random() {
             );
             table.push_str(&line);
             if let Outcome::Failed(e) = &got {
-                // What a JS application sees for the same failure (nat-lab: random x random
-                // fails with HOLEPUNCH_ABORTED).
+                // What a JS application sees for the same failure: a JS client fails random x
+                // random with HOLEPUNCH_ABORTED.
                 assert_eq!(e.js_reported_code(), "HOLEPUNCH_ABORTED", "{line}");
             }
             if got != want {
