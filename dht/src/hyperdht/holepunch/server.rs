@@ -13,8 +13,7 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use super::{
-    Action, Event, HolepunchError, PunchStrategy, Puncher, RandomPunches, Sampling, SocketId,
-    remote_is_random,
+    Action, Event, HolepunchError, Puncher, RandomPunches, Sampling, SocketId, remote_is_random,
 };
 use crate::crypto::keyed_hash;
 use crate::hyperdht::messages::HolepunchPayload;
@@ -200,7 +199,7 @@ impl ServerPunch {
         if self.done || !self.p.owns(socket) {
             return;
         }
-        let strategy = self.p.strategy.unwrap_or(PunchStrategy::ProbeRound);
+        let strategy = self.p.strategy();
         self.p.finish_connected(now, socket, budget);
         self.p.events.push_back(Event::Connected {
             socket,
