@@ -291,7 +291,11 @@ impl ServerPunch {
         {
             self.p.ping(req.peer_address);
         }
-        if self.p.remote_holepunching() {
+        // A punching round repeated while our punch already runs (the client's request was
+        // retried after its reply was lost) is answered like the first. JS checks the random
+        // budget again, finds its own running punch holding it and aborts the punch; we do not
+        // count a punch against itself.
+        if self.p.remote_holepunching() && !self.p.punching() {
             self.prepunch_deadline = None;
             let random = remote_is_random(self.p.remote_firewall()) || fw == Firewall::Random;
             if random && budget.blocked(now) {

@@ -225,3 +225,31 @@ fn the_server_bounds_requests_waiting_for_its_analysis() {
     }
     assert_eq!(s.pending_len(), server::MAX_PENDING);
 }
+
+#[test]
+fn a_repeated_punching_round_is_answered_like_the_first() {
+    let t0 = Instant::now();
+    let mut budget = RandomPunches::default();
+    let mut s = sampled_server(Firewall::Consistent, t0, &mut budget);
+    let _ = server_actions(&mut s);
+    // The client is random, echoes our token (verified) and punches.
+    let echo = crate::crypto::keyed_hash(&[5; 32], b"20.2.0.1");
+    let mut p = client_payload(Firewall::Random, true);
+    p.addresses = Some(vec![sa(CLIENT, 0)]);
+    p.remote_token = Some(echo);
+    s.on_request(t0, request(1, p.clone()), &mut budget);
+    let first = server_actions(&mut s);
+    assert_eq!(budget.active(), 1, "our random punch runs");
+    let punching = |acts: &[Action]| {
+        acts.iter().find_map(|a| match a {
+            Action::Reply { payload, .. } => Some((payload.error, payload.punching)),
+            _ => None,
+        })
+    };
+    assert_eq!(punching(&first), Some((0, true)));
+    // The same round again (the client retried after losing our reply): no abort.
+    s.on_request(t0, request(2, p), &mut budget);
+    assert_eq!(punching(&server_actions(&mut s)), Some((0, true)));
+    assert!(!s.is_done());
+    assert_eq!(s.poll_event(), None);
+}
