@@ -7,7 +7,7 @@
 //! telling the server our NAT view, answered with the server's view. When both views are known
 //! (each side waits for its NAT analysis, and replaces an unstable socket up to
 //! [`super::MAX_REOPENS`] times), the punch round tells the server to start punching and both
-//! run their strategy ([`super::Puncher`]).
+//! run their strategy (the puncher, `holepuncher.js`).
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
@@ -44,7 +44,8 @@ pub enum Plan {
     CannotHolepunch,
 }
 
-/// The first half of `holepunch` (the LAN shortcut, raced with it in JS, is not covered).
+/// The first half of `holepunch`. The LAN shortcut JS races with the punch is
+/// [`super::lan_candidate`].
 /// `server_addresses4` are the addresses the server listed in its handshake payload,
 /// `server_address` where the relay saw it, `relayed` whether the handshake reply came
 /// through another node than the server, `own_firewall` what we told the server.

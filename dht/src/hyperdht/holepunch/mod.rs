@@ -305,24 +305,84 @@ pub struct RemoteAddress {
     pub verified: bool,
 }
 
-/// Whether JS's `bogon` package calls an IPv4 address private or reserved (`isBogon`).
-pub fn is_bogon(ip: Ipv4Addr) -> bool {
-    let [a, b, c, d] = ip.octets();
-    let private = a == 10
+/// Whether JS's `bogon` package calls an IPv4 address private (`isPrivate`): 10/8,
+/// 100.64/10, 127/8, 169.254/16, 172.16/12, 192.168/16.
+pub fn is_private(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    a == 10
         || (a == 100 && (64..=127).contains(&b))
         || a == 127
         || (a == 169 && b == 254)
         || (a == 172 && (16..=31).contains(&b))
-        || (a == 192 && b == 168);
-    let reserved = a == 0
+        || (a == 192 && b == 168)
+}
+
+/// Whether JS's `bogon` package calls an IPv4 address reserved (`isReserved`): 0/8,
+/// 192.0.0/24, the TEST-NETs, 198.18/15, multicast and everything from 240/4 up.
+pub fn is_reserved(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    a == 0
         || (a == 192 && b == 0 && (c == 0 || c == 2))
         || (a == 198 && (18..=19).contains(&b))
         || (a == 198 && b == 51 && c == 100)
         || (a == 203 && b == 0 && c == 113)
-        || (224..=239).contains(&a)
-        || a >= 240
-        || (a == 255 && b == 255 && c == 255 && d == 255);
-    private || reserved
+        || a >= 224
+}
+
+/// Whether JS's `bogon` package calls an IPv4 address private or reserved (`isBogon`).
+pub fn is_bogon(ip: Ipv4Addr) -> bool {
+    is_private(ip) || is_reserved(ip)
+}
+
+/// The remote local address sharing the longest prefix (1 to 3 leading octets) with one of
+/// ours, preferring the first found at each length (`Holepuncher.matchAddress`).
+pub fn match_address(
+    local: &[SocketAddrV4],
+    remote_local: &[SocketAddrV4],
+) -> Option<SocketAddrV4> {
+    let mut best: (u8, Option<SocketAddrV4>) = (1, None);
+    for l in local {
+        let a = l.ip().octets();
+        for r in remote_local {
+            let b = r.ip().octets();
+            if a[0] == b[0] {
+                if best.0 == 1 {
+                    best = (2, Some(*r));
+                }
+                if a[1] == b[1] {
+                    if best.0 == 2 {
+                        best = (3, Some(*r));
+                    }
+                    if a[2] == b[2] {
+                        return Some(*r);
+                    }
+                }
+            }
+        }
+    }
+    best.1
+}
+
+/// The LAN shortcut of `connect.js` `holepunch`, raced there with the punch: when the relay
+/// saw client and server behind one public host, the server address to ping (from the DHT
+/// socket) and connect to if it answers: the server's non-reserved listed address sharing the
+/// longest prefix with one of `own_local`, else its first.
+pub fn lan_candidate(
+    client_address: SocketAddrV4,
+    server_address: SocketAddrV4,
+    relayed: bool,
+    server_addresses4: &[SocketAddrV4],
+    own_local: &[SocketAddrV4],
+) -> Option<SocketAddrV4> {
+    if !relayed || client_address.ip() != server_address.ip() {
+        return None;
+    }
+    let candidates: Vec<_> = server_addresses4
+        .iter()
+        .filter(|a| !is_reserved(*a.ip()))
+        .copied()
+        .collect();
+    match_address(own_local, &candidates).or_else(|| candidates.first().copied())
 }
 
 #[cfg(test)]

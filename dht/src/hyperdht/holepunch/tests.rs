@@ -608,3 +608,45 @@ fn connecting_while_a_random_round_is_in_flight_gives_the_budget_back() {
     assert_eq!(budget.active(), 0);
     assert!(events(&mut c).is_empty());
 }
+
+#[test]
+fn match_address_prefers_the_longest_prefix_as_js() {
+    let me = [sa([192, 168, 122, 238], 1)];
+    let (a, b, c) = (
+        sa([192, 10, 0, 23], 2),
+        sa([192, 168, 0, 23], 3),
+        sa([192, 168, 122, 1], 4),
+    );
+    assert_eq!(match_address(&me, &[a, b, c]), Some(c));
+    assert_eq!(match_address(&me, &[a, b]), Some(b));
+    assert_eq!(match_address(&me, &[a]), Some(a));
+    assert_eq!(match_address(&me, &[sa([10, 0, 0, 1], 5)]), None);
+    assert_eq!(match_address(&me, &[]), None);
+}
+
+#[test]
+fn the_lan_shortcut_needs_one_public_host_and_skips_reserved_addresses() {
+    let public = [20, 1, 0, 1];
+    let (client, server) = (sa(public, 1000), sa(public, 2000));
+    let me = [sa([192, 168, 1, 5], 49737)];
+    let listed = [
+        sa([0, 0, 0, 1], 9),
+        sa([10, 0, 0, 7], 49737),
+        sa([192, 168, 1, 9], 49737),
+    ];
+    assert_eq!(
+        lan_candidate(client, server, true, &listed, &me),
+        Some(listed[2])
+    );
+    // No prefix match: the first non-reserved one.
+    assert_eq!(
+        lan_candidate(client, server, true, &listed[..2], &me),
+        Some(listed[1])
+    );
+    assert_eq!(
+        lan_candidate(client, sa([20, 9, 0, 1], 1), true, &listed, &me),
+        None
+    );
+    assert_eq!(lan_candidate(client, server, false, &listed, &me), None);
+    assert_eq!(lan_candidate(client, server, true, &listed[..1], &me), None);
+}
