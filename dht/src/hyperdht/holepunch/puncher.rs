@@ -20,15 +20,20 @@ use super::{
 use crate::hyperdht::Firewall;
 use crate::hyperdht::nat::NatAnalyzer;
 
+/// The strategy running, with its loop state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Running {
+    /// `_consistentProbe`: rounds done so far.
     Consistent {
         tries: u32,
     },
+    /// `_randomProbes`: probes left, to random ports of `host`.
     Random {
         left: u32,
         host: Ipv4Addr,
     },
+    /// `_keepAliveRandomNat` after `_openBirthdaySockets`: probes left, the next socket of
+    /// the cycle, low-TTL cycles left, the remote's verified address.
     Birthday {
         left: u32,
         next: usize,
@@ -37,6 +42,7 @@ enum Running {
     },
 }
 
+/// Where `_reopen` stands (JS keeps its promise, so it runs once per puncher).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reopen {
     Idle,
