@@ -17,7 +17,8 @@ use dht::codec::{Decode, Encode};
 use dht::hyperdht::Firewall;
 use dht::hyperdht::holepunch::{
     Action, ClientConfig, ClientPunch, ClientReply, Event, HolepunchError, Plan, PunchStrategy,
-    RandomPunches, Sampling, ServerConfig, ServerPunch, ServerRequest, SocketId, plan,
+    RandomPunches, Sampling, ServerConfig, ServerPunch, ServerRequest, SocketId, lan_candidate,
+    plan,
 };
 use dht::hyperdht::messages::{HolepunchPayload, RelayInfo};
 use netsim::{NatConfig, NatId, Net};
@@ -600,6 +601,13 @@ fn connect_at(
     w.server = Peer::new(shost);
     w.client = Peer::new(chost);
     w.client.budget = budget;
+    attempt(w, [s_firewalled, c_firewalled], seed, loss)
+}
+
+/// One connection attempt between the peers placed in `w` (`firewalled`: the server's and the
+/// client's view of themselves).
+fn attempt(mut w: World, firewalled: [bool; 2], seed: u64, loss: f64) -> (Outcome, World) {
+    let [s_firewalled, c_firewalled] = firewalled;
     let (s_dht, c_dht) = (w.server.addr(DHT_PORT), w.client.addr(DHT_PORT));
     // The server announces through the relay (its NAT now lets the relay in)...
     w.net.send(s_dht, relay().into(), &[ANNOUNCE]);
@@ -877,4 +885,57 @@ fn lossy_links_still_end_every_attempt_and_mostly_connect() {
         }
     }
     println!("{report}");
+}
+
+/// Both peers in one site behind a consistent NAT: a relayed attempt where the relay sees one
+/// public host for both.
+fn same_site(hairpin: bool, seed: u64) -> (Outcome, World) {
+    let mut w = World::new(seed, Instant::now());
+    let (server, client) = (Ipv4Addr::new(192, 168, 1, 2), Ipv4Addr::new(192, 168, 1, 3));
+    let cfg = NatConfig::consistent().hairpin(hairpin);
+    let public = IpAddr::V4(Ipv4Addr::new(20, 1, 0, 1));
+    let id = w
+        .net
+        .add_nat(public, &[IpAddr::V4(server), IpAddr::V4(client)], cfg);
+    w.boxes.push(id);
+    w.server = Peer::new(server);
+    w.client = Peer::new(client);
+    attempt(w, [true, true], seed, 0.0)
+}
+
+#[test]
+fn peers_behind_one_nat_punch_through_a_hairpin_or_take_the_lan_shortcut() {
+    // With hairpinning the punch goes through the box's public address.
+    let (got, w) = same_site(true, 3);
+    assert_eq!(got, Outcome::Punched(PunchStrategy::ProbeRound));
+    let (_, remote, _) = w.client.connected().expect("connected");
+    assert_eq!(
+        remote.ip(),
+        &Ipv4Addr::new(20, 1, 0, 1),
+        "through the public address"
+    );
+    assert!(w.net.nat_counters(w.boxes[0]).hairpinned > 0);
+
+    // Without, every probe dies at the box and the punch gives up...
+    let (got, mut w) = same_site(false, 3);
+    assert_eq!(got, Outcome::Failed(HolepunchError::Aborted));
+    let c = w.net.nat_counters(w.boxes[0]);
+    assert_eq!(c.hairpinned, c.hairpin_dropped);
+    assert!(c.hairpin_dropped > 0);
+    // ...but the relay saw one public host for both, so the client tries the server's listed
+    // private address, which its LAN reaches directly.
+    // (The relay saw both at 20.1.0.1; the server's handshake reply stands for either.)
+    let seen = w.server_puncher.expect("seen");
+    let server_lan = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 2), DHT_PORT);
+    let own = [SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 3), DHT_PORT)];
+    let lan = lan_candidate(seen, seen, true, &[server_lan], &own);
+    assert_eq!(lan, Some(server_lan));
+    let from = w.client.addr(DHT_PORT);
+    w.net.send(from, server_lan.into(), &[DATA, 0]);
+    w.run(Duration::from_secs(1), |w| w.server.data_from.is_some());
+    assert_eq!(
+        w.server.data_from,
+        Some((DHT_PORT, v4(from))),
+        "untranslated, on the LAN"
+    );
 }

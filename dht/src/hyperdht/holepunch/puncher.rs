@@ -24,14 +24,9 @@ use crate::hyperdht::nat::NatAnalyzer;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Running {
     /// `_consistentProbe`: rounds done so far.
-    Consistent {
-        tries: u32,
-    },
+    Consistent { tries: u32 },
     /// `_randomProbes`: probes left, to random ports of `host`.
-    Random {
-        left: u32,
-        host: Ipv4Addr,
-    },
+    Random { left: u32, host: Ipv4Addr },
     /// `_keepAliveRandomNat` after `_openBirthdaySockets`: probes left, the next socket of
     /// the cycle, low-TTL cycles left, the remote's verified address.
     Birthday {
