@@ -3,13 +3,20 @@
 //! JS: hyperdht@6.34.0 (`index.js`, `lib/*.js`).
 //!
 //! - [`messages`]: the values of user-command requests and replies.
+//! - [`address`]: the binary connect target (public key + relay hints, `hyperdht-address`).
+//! - [`noise_wrap`]: the Noise IK handshake inside PEER_HANDSHAKE (`lib/noise-wrap.js`).
+//! - [`secure_payload`]: the sealed holepunch payloads and address tokens
+//!   (`lib/secure-payload.js`).
 //! - [`persistent`]: the storage node's record store (`lib/persistent.js`), sans-IO.
 //! - [`cache`]: the bounded two-generation caches it keeps records in (`xache`, `record-cache`).
 
+pub mod address;
 pub mod cache;
 pub mod fuzzing;
 pub mod messages;
+pub mod noise_wrap;
 pub mod persistent;
+pub mod secure_payload;
 
 /// hyperdht user commands (`lib/constants.js` `COMMANDS`), sent without the `internal` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
