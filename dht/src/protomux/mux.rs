@@ -105,6 +105,12 @@ impl Info {
 }
 
 /// One protomux stream's channels (sans-IO). See the [module docs](super).
+///
+/// A race kept from JS: a close for a remote channel not accepted yet is ignored (JS
+/// `_onclosesession` only closes paired channels), so the application may still accept that
+/// dead channel; the closing side frees its id once our open arrives and may reuse it, and our
+/// side then refuses the new open of that id ([`MuxError::InvalidOpen`], where JS destroys
+/// the stream). Both sides must run the same rules to stay byte-compatible, so the race stays.
 #[derive(Debug)]
 pub struct Mux {
     limits: Limits,
@@ -178,6 +184,18 @@ impl Mux {
     /// channels (JS pauses its stream above [`PAUSE_BUFFERED_BYTES`] held bytes).
     pub fn is_paused(&self) -> bool {
         self.buffered > PAUSE_BUFFERED_BYTES
+    }
+
+    /// `(local slots, remote slots, protocol entries, held bytes)`, for the fuzz oracle's
+    /// bound checks.
+    #[doc(hidden)]
+    pub fn table_sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.local.len(),
+            self.remote.len(),
+            self.infos.len(),
+            self.buffered + self.held_opens,
+        )
     }
 
     /// Whether no local channel is open (JS `isIdle`).
