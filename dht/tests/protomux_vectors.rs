@@ -1,11 +1,14 @@
 //! protomux and blind-relay against the pinned JS packages (`fixtures/gen/protomux.js`): single
 //! frames both ways, a transcript of two JS muxes replayed by two Rust ones (same frames out,
-//! same events), and blind-relay's messages.
+//! same events), blind-relay's messages, and two JS clients pairing through a JS relay
+//! replayed by Rust clients and a Rust relay.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use dht::blind_relay::{Pair, Unpair};
+use dht::blind_relay::client::RelayClient;
+use dht::blind_relay::server::{RelayServer, SessionId};
+use dht::blind_relay::{PROTOCOL, Pair, RelayMessage, Unpair};
 use dht::codec::{Decode, Encode};
 use dht::protomux::{ChannelId, Event, Frame, Message, Mux, Open};
 use serde_json::{Value, json};
@@ -258,4 +261,150 @@ fn blind_relay_messages_as_js_writes_and_reads_them() {
             case["name"]
         );
     }
+}
+
+/// One pipe end of the blind-relay transcript: a client or a relay session, each on its mux.
+struct RelayEnd {
+    mux: Mux,
+    channel: Option<ChannelId>,
+    client: RelayClient,
+    session: SessionId,
+}
+
+#[test]
+fn blind_relay_transcript_of_js_clients_and_relay_replays_byte_for_byte() {
+    let doc = vectors("blind_relay/transcript.json");
+    let steps = list(&doc["cases"][0], "steps");
+    let mut server = RelayServer::new();
+    let names = ["client:a", "relay:a", "client:b", "relay:b"];
+    let mut ends: BTreeMap<&str, RelayEnd> = names
+        .iter()
+        .map(|n| {
+            let session = if n.starts_with("relay:") {
+                server.accept()
+            } else {
+                0
+            };
+            (
+                *n,
+                RelayEnd {
+                    mux: Mux::default(),
+                    channel: None,
+                    client: RelayClient::new(),
+                    session,
+                },
+            )
+        })
+        .collect();
+    let mut next_stream = 100;
+    for (i, step) in steps.iter().enumerate() {
+        let op = step["op"].as_str().unwrap();
+        let mut events = Vec::new();
+        let mut created = Vec::new();
+        match op {
+            "connect" => {
+                for n in names {
+                    let id = unhex(&step["ids"][&n[n.len() - 1..]]);
+                    let e = ends.get_mut(n).unwrap();
+                    e.channel = Some(e.mux.open(PROTOCOL, Some(&id), b"").unwrap());
+                }
+            }
+            "pair" | "unpair" => {
+                let e = ends
+                    .get_mut(format!("client:{}", step["client"].as_str().unwrap()).as_str())
+                    .unwrap();
+                let token: [u8; 32] = unhex(&step["token"]).try_into().unwrap();
+                let (kind, payload) = if op == "pair" {
+                    let p = e
+                        .client
+                        .pair(
+                            step["is_initiator"].as_bool().unwrap(),
+                            token,
+                            u(&step["id"]),
+                        )
+                        .unwrap();
+                    RelayMessage::Pair(p).encode()
+                } else {
+                    RelayMessage::Unpair(e.client.unpair(token).unwrap()).encode()
+                };
+                e.mux.send(e.channel.unwrap(), kind, &payload).unwrap();
+            }
+            "deliver" => {
+                let to = step["to"].as_str().unwrap();
+                for f in step["frames"].as_array().unwrap() {
+                    ends.get_mut(to)
+                        .unwrap()
+                        .mux
+                        .handle_frame(&unhex(f))
+                        .unwrap();
+                }
+                while let Some(ev) = ends.get_mut(to).unwrap().mux.poll_event() {
+                    let Event::Message { kind, payload, .. } = ev else {
+                        continue; // opened
+                    };
+                    let msg = RelayMessage::decode(kind, &payload).unwrap().unwrap();
+                    let e = ends.get_mut(to).unwrap();
+                    match (to.starts_with("relay:"), msg) {
+                        (false, RelayMessage::Pair(p)) => {
+                            let got = e.client.on_pair(&p).unwrap();
+                            events.push(json!({
+                                "client": &to[to.len() - 1..], "event": "paired",
+                                "is_initiator": got.is_initiator,
+                                "token": hex::encode(got.token), "remote_id": got.remote_id
+                            }));
+                        }
+                        (true, RelayMessage::Pair(p)) => {
+                            let session = e.session;
+                            if let Some(m) = server.on_pair(session, &p).unwrap() {
+                                // the relay makes and answers the responder's side first
+                                let sides = [(false, m.responder), (true, m.initiator)];
+                                let ids: Vec<u64> = sides
+                                    .iter()
+                                    .map(|_| {
+                                        next_stream += 1;
+                                        next_stream - 1
+                                    })
+                                    .collect();
+                                created.extend(ids.iter().copied());
+                                for ((is_initiator, end), id) in sides.into_iter().zip(ids) {
+                                    let name = names
+                                        .into_iter()
+                                        .find(|n| ends[n].session == end.session)
+                                        .unwrap();
+                                    let e = ends.get_mut(name).unwrap();
+                                    let (kind, payload) =
+                                        RelayMessage::Pair(m.answer(is_initiator, id)).encode();
+                                    e.mux.send(e.channel.unwrap(), kind, &payload).unwrap();
+                                }
+                            }
+                        }
+                        (true, RelayMessage::Unpair(un)) => {
+                            let session = e.session;
+                            server.on_unpair(session, &un);
+                        }
+                        (false, RelayMessage::Unpair(_)) => panic!("a relay never sends unpair"),
+                    }
+                }
+            }
+            other => panic!("unknown op {other}"),
+        }
+        for n in names {
+            let out: Vec<String> =
+                std::iter::from_fn(|| ends.get_mut(n).unwrap().mux.poll_transmit())
+                    .map(hex::encode)
+                    .collect();
+            assert_eq!(
+                json!(out),
+                step["out"][n],
+                "step {i} ({op}): frames written by {n}"
+            );
+        }
+        assert_eq!(json!(events), step["events"], "step {i} ({op}): pairings");
+        assert_eq!(
+            json!(created),
+            step["created"],
+            "step {i} ({op}): relay streams"
+        );
+    }
+    assert_eq!(server.pending(), 0);
 }

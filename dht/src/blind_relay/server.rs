@@ -31,7 +31,8 @@ pub struct LinkEnd {
 
 /// Both halves of a token arrived (JS `_onpair` when `pair.paired`). The caller creates one
 /// UDX stream per side, relays each to the other, and sends each side
-/// [`Matched::answer`] with the id of the stream created for it.
+/// [`Matched::answer`] with the id of the stream created for it. JS creates the responder's
+/// stream first and answers the responder first; doing the same keeps the bytes identical.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
     /// The token.
