@@ -36,6 +36,14 @@ use super::messages::NoisePayload;
 use crate::codec::{Decode, DecodeError, Encode};
 use crate::crypto::{NS, keyed_hash};
 
+/// The Noise form of a node's key pair (the same Ed25519 seed).
+pub fn noise_key_pair(key_pair: &crate::crypto::KeyPair) -> KeyPair {
+    let mut seed = key_pair.seed();
+    let kp = KeyPair::from_seed(seed);
+    seed.zeroize();
+    kp
+}
+
 /// Why a [`NoiseWrap`] step failed. After an error the handshake is dead (JS throws and drops
 /// the attempt).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

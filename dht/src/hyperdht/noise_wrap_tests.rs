@@ -88,3 +88,9 @@ fn another_version_decodes_to_its_version_only() {
     assert_eq!(p.version, 2);
     assert_eq!(p.udx, None);
 }
+
+#[test]
+fn a_node_key_pair_converts_to_the_same_noise_key() {
+    let node = crate::crypto::KeyPair::from_seed(&[5; 32]);
+    assert_eq!(noise_key_pair(&node).public_key(), &node.public_key);
+}

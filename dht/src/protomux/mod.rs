@@ -16,6 +16,7 @@
 //! I/O contract: feed each received stream message to [`Mux::handle_frame`]; send what
 //! [`Mux::poll_transmit`] returns as one stream message each; read [`Mux::poll_event`]. An
 //! error from `handle_frame` is where JS destroys the stream: the caller should close it.
+//! Drain both queues after every call: they grow only by what that call's input produced.
 //! Nothing here reads a clock or draws randomness.
 //!
 //! Bounds (JS has none for the first three): local channels, remote channels (each remote open
