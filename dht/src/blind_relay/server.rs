@@ -83,7 +83,9 @@ struct Session {
     links: BTreeMap<[u8; 32], SessionId>,
 }
 
-/// The relay's pairing table (sans-IO).
+/// The relay's pairing table (sans-IO). Sessions are created only by [`RelayServer::accept`],
+/// one per connection the caller accepted, so the caller's connection limit bounds them; the
+/// pairings and links inside are bounded here.
 #[derive(Debug, Default)]
 pub struct RelayServer {
     pairing: BTreeMap<[u8; 32], PendingPair>,
