@@ -10,6 +10,11 @@
 //!   socket, and the `hyperdht` binary (feature `cli`) is a drop-in for JS's.
 //! - [`hyperdht::messages`]: hyperdht message values.
 //! - [`crypto`]: node ids, namespaces, key pairs, announce and mutable signatures.
+//! - [`protomux`]: protocol channels over one connection (JS `protomux`), and
+//!   [`blind_relay`]: the blind-relay protocol on top of it (JS `blind-relay`), which
+//!   hyperdht's `relay_through` uses. They live here rather than in a crate of their own
+//!   because their frames are compact-encoding ([`codec`]) and `dht` is their first user;
+//!   `swarm` reaches them through its dependency on `dht`.
 //!
 //! Contract: decoders take untrusted bytes, never panic, and return a [`codec::DecodeError`]
 //! with the offset of the failing field. Nothing in this crate does I/O except `runtime`
@@ -30,11 +35,13 @@
     )
 )]
 
+pub mod blind_relay;
 pub mod codec;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hyperdht;
+pub mod protomux;
 pub mod rpc;
 #[cfg(feature = "tokio")]
 pub mod runtime;

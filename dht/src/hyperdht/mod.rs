@@ -3,18 +3,25 @@
 //! JS: hyperdht@6.34.0 (`index.js`, `lib/*.js`).
 //!
 //! - [`messages`]: the values of user-command requests and replies.
+//! - [`address`]: the binary connect target (public key + relay hints, `hyperdht-address`).
+//! - [`noise_wrap`]: the Noise IK handshake inside PEER_HANDSHAKE (`lib/noise-wrap.js`).
+//! - [`secure_payload`]: the sealed holepunch payloads and address tokens
+//!   (`lib/secure-payload.js`).
 //! - [`persistent`]: the storage node's record store (`lib/persistent.js`), sans-IO.
 //! - [`cache`]: the bounded two-generation caches it keeps records in (`xache`, `record-cache`).
 //! - [`nat`]: NAT classification of a holepunch socket (`lib/nat.js`), sans-IO.
 //! - [`holepunch`]: the holepunch state machines of both peers (`lib/holepuncher.js`, the punch
 //!   rounds of `lib/connect.js` and `lib/server.js`), sans-IO.
 
+pub mod address;
 pub mod cache;
 pub mod fuzzing;
 pub mod holepunch;
 pub mod messages;
 pub mod nat;
+pub mod noise_wrap;
 pub mod persistent;
+pub mod secure_payload;
 
 /// hyperdht user commands (`lib/constants.js` `COMMANDS`), sent without the `internal` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
