@@ -321,7 +321,17 @@ async function run(args) {
       }
     })
   })
-  for (const topic of known.keys()) swarm.join(b4a.from(topic, 'hex'), { server: true, client: true })
+  const discoveries = [...known.keys()].map((topic) =>
+    swarm.join(b4a.from(topic, 'hex'), { server: true, client: true })
+  )
+  // Two nodes whose first lookups cross before either has announced would not meet until
+  // hyperswarm's next refresh, 10 minutes later; looking again 2 and 10 s after the start lets
+  // nodes started together find each other.
+  for (const ms of [2000, 10000]) {
+    setTimeout(() => {
+      for (const d of discoveries) d.refresh().catch(() => {})
+    }, ms).unref()
+  }
   console.log('Joined clusters: ' + clusters.join(', '))
   console.log('Inference backend: ' + backend)
   console.log('Supported models: ' + supported.join(', '))
@@ -359,6 +369,7 @@ async function prompt(args) {
   }
   const timer = setTimeout(() => done(1, 'Timeout waiting for response', true), PROMPT_TIMEOUT_MS)
   let answered = false
+  let anyAsked = false
   swarm.on('connection', (conn) => {
     conn.on('error', () => {})
     let asked = false
@@ -369,6 +380,7 @@ async function prompt(args) {
       const member = Array.isArray(msg.clusters) && msg.clusters.includes(cluster)
       if (msg.type === 'peer_hello' && !asked && member && serves(msg.supported_models)) {
         asked = true
+        anyAsked = true
         const req = { type: 'inference_request', request_id: requestId, prompt: text }
         if (model) req.model = model
         send(conn, req)
@@ -381,9 +393,16 @@ async function prompt(args) {
       }
     })
   })
-  for (const topic of topicsFor([cluster]).keys()) {
+  const discoveries = [...topicsFor([cluster]).keys()].map((topic) =>
     swarm.join(b4a.from(topic, 'hex'), { server: false, client: true })
-  }
+  )
+  // Nodes that announce after our first lookup are found by looking again every 2 s until one
+  // has been asked (hyperswarm alone would look again only after 10 minutes).
+  const again = setInterval(() => {
+    if (anyAsked || answered) return clearInterval(again)
+    for (const d of discoveries) d.refresh().catch(() => {})
+  }, 2000)
+  again.unref()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -171,9 +171,23 @@ fn js_dht_operations_and_memory() {
         other => panic!("expected the peer's error, got {other:?}"),
     }
 
-    // A server killed by its deadline: the peer stops by itself at --max-seconds.
-    let short = Server::start(&js, b, &random_hex32(), None, 2, Duration::from_secs(30))
-        .expect("short-lived server");
+    // A server stopped by its deadline: the peer stops by itself at --max-seconds. Its key pair
+    // comes from --seed as HyperDHT's keyPair(seed) derives it.
+    let seed = random_hex32();
+    let short = Server::start(
+        &js,
+        b,
+        &random_hex32(),
+        Some(&seed),
+        2,
+        Duration::from_secs(30),
+    )
+    .expect("short-lived server");
+    let seed: [u8; 32] = hex::decode(&seed).unwrap().try_into().unwrap();
+    assert_eq!(
+        short.public_key,
+        hex::encode(dht::crypto::KeyPair::from_seed(&seed).public_key)
+    );
     let mut p = short.process;
     let status = p.wait(Duration::from_secs(30)).expect("exits by itself");
     assert!(status.success());

@@ -242,3 +242,71 @@ fn js_cluster_answers_a_prompt_and_its_poc_roots_read_in_rust() {
     wait_for_peers(&b, &[], Instant::now() + Duration::from_secs(30));
     drop((b, c, net));
 }
+
+/// What `og-probe.js` reports: the node's hello and every response, in order.
+fn probe(bootstrap: &str, cluster: &str) -> serde_json::Value {
+    let dir = ensure_js_installed().expect("JS packages");
+    let o = Command::new("node")
+        .arg(dir.join("og-probe.js"))
+        .arg(cluster)
+        .current_dir(&dir)
+        .env("OPENGATEWAY_BOOTSTRAP", bootstrap)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        o.status.success(),
+        "og-probe.js failed: {text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(text.trim()).unwrap()
+}
+
+#[test]
+fn js_node_tolerates_bad_input_as_the_poc_does() {
+    let net = Testnet::start(4).expect("JS testnet");
+    let bootstrap = net.bootstrap.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let node = JsNode::start(
+        "NodeA",
+        dir.path(),
+        &bootstrap,
+        &[("POC_CLUSTER_ID", CLUSTER), ("POC_SUPPORTED_MODELS", MODEL)],
+    );
+    let r = probe(&bootstrap, CLUSTER);
+    assert_eq!(
+        r["hello"],
+        serde_json::json!({
+            "type": "peer_hello",
+            "node_name": "NodeA",
+            "clusters": [CLUSTER],
+            "supported_models": [MODEL],
+        })
+    );
+    // Empty, unparsable and non-object lines, requests without (or with null) request_id or
+    // prompt, unknown types and the 2 MiB line got nothing; the three good requests got their
+    // request_id back unchanged, whatever its JSON type.
+    let responses = r["responses"].as_array().unwrap();
+    let ids: Vec<_> = responses.iter().map(|m| &m["request_id"]).collect();
+    assert_eq!(
+        ids,
+        [
+            &serde_json::json!(42),
+            &serde_json::json!({ "nested": [1, "two"] }),
+            &serde_json::json!("last"),
+        ],
+        "{responses:?}"
+    );
+    assert_eq!(responses[0]["response"], "[echo] ");
+    assert_eq!(responses[1]["response"], "[echo] object id");
+    assert_eq!(responses[2]["response"], "[echo] done?");
+    assert!(responses.iter().all(|m| m["type"] == "inference_response"));
+    // The node is still up and serving after all that.
+    assert_eq!(
+        node.log().matches("[request] ").count(),
+        3,
+        "{}",
+        node.log()
+    );
+    drop((node, net));
+}
