@@ -197,6 +197,9 @@ pub struct PeerProcess {
     label: String,
     kill_at: Instant,
     exit: Option<Value>,
+    /// Set once the leader's exit status was collected: from then on its pid, and so its process
+    /// group id, may belong to someone else, and the group is never signalled again.
+    reaped: bool,
 }
 
 impl PeerProcess {
@@ -263,6 +266,7 @@ impl PeerProcess {
             label,
             kill_at: Instant::now() + Duration::from_secs(max_seconds) + KILL_AFTER,
             exit: None,
+            reaped: false,
         })
     }
 
@@ -369,6 +373,7 @@ impl PeerProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
+                self.reaped = true;
                 return Some(s);
             }
             if Instant::now() >= deadline {
@@ -421,6 +426,9 @@ impl PeerProcess {
     }
 
     fn signal_group(&self, sig: rustix::process::Signal) {
+        if self.reaped {
+            return;
+        }
         let pid = i32::try_from(self.child.id())
             .ok()
             .and_then(rustix::process::Pid::from_raw);
@@ -433,18 +441,15 @@ impl PeerProcess {
         self.signal_group(rustix::process::Signal::KILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.reaped = true;
     }
 }
 
 impl Drop for PeerProcess {
     fn drop(&mut self) {
         self.stdin = None;
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            self.kill_group();
-        } else {
-            // The leader is gone; anything it left in its group goes too.
-            self.signal_group(rustix::process::Signal::KILL);
-        }
+        // The group is signalled before the leader is reaped, while its id is still ours.
+        self.kill_group();
     }
 }
 
