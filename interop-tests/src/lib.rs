@@ -7,6 +7,8 @@
 //!   child is killed when the handle is dropped, and every script of ours also exits by itself
 //!   when its stdin closes, so a test process that dies leaves no JS peer behind.
 //! - [`Testnet`] starts `js/testnet.js`: a `hyperdht/testnet` of N nodes bound to 127.0.0.1.
+//! - [`peer_driver`] starts any implementation of the peer interface (the JS `js/swarm-peer.js`,
+//!   the Rust `swarm-peer`) in a server or client seat and reads its results.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddrV4;
@@ -16,6 +18,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
 use serde_json::Value;
+
+pub mod peer_driver;
 
 /// Errors of the harness. Tests unwrap them; the message says what to fix.
 #[derive(Debug)]
