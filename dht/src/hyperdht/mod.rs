@@ -10,6 +10,7 @@
 //!   mutable and immutable put/get).
 
 pub mod cache;
+pub mod events;
 pub mod fuzzing;
 pub mod messages;
 pub mod node;
