@@ -14,6 +14,8 @@ pub mod events;
 pub mod fuzzing;
 pub mod messages;
 pub mod node;
+#[doc(hidden)]
+pub mod node_fuzzing;
 pub mod ops;
 pub mod persistent;
 pub mod router;
