@@ -203,7 +203,7 @@ impl Run {
     }
 
     /// A request of any hyperdht command to the storage node.
-    fn to_store(&mut self, b: &mut Bytes<'_>) {
+    fn ask_store(&mut self, b: &mut Bytes<'_>) {
         let (Some(cmd), Some(flags), Some(len)) = (b.u8(), b.u8(), b.u8()) else {
             return;
         };
@@ -268,7 +268,7 @@ pub fn hyperdht_node(data: &[u8]) {
                 run.client.handle_datagram(run.now, PEER, &bytes);
                 run.store.handle_datagram(run.now, CLIENT, &bytes);
             }
-            4 => run.to_store(&mut b),
+            4 => run.ask_store(&mut b),
             5 => {
                 let n = b.u8().unwrap_or(0);
                 run.advance(Duration::from_millis(u64::from(n) * 50));
