@@ -207,14 +207,21 @@ impl HyperDht {
 
     // ---- sans-IO plumbing ------------------------------------------------------------
 
-    /// Handles one received UDP datagram.
+    /// Handles one received UDP datagram (ignored once destroyed: JS closes its socket).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        if self.destroyed {
+            return;
+        }
         self.node.handle_datagram(now, from, bytes);
         self.pump(now);
     }
 
-    /// Processes timers due at `now`: the node's, the store's and the router's expiry.
+    /// Processes timers due at `now`: the node's, the store's and the router's expiry (none
+    /// once destroyed).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.destroyed {
+            return;
+        }
         self.node.handle_timeout(now);
         if let Some(s) = &mut self.store {
             s.advance(now);
@@ -228,8 +235,11 @@ impl HyperDht {
         self.node.poll_transmit()
     }
 
-    /// When [`HyperDht::handle_timeout`] must next be called.
+    /// When [`HyperDht::handle_timeout`] must next be called (never once destroyed).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.destroyed {
+            return None;
+        }
         [
             self.node.poll_timeout(),
             self.store.as_ref().and_then(Persistent::next_deadline),
