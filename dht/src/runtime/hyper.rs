@@ -119,9 +119,25 @@ impl Core for HyperCore {
 }
 
 /// A lookup in progress: its replies as they arrive (`dht.lookup(topic)` as a stream).
+/// Dropping it before the end cancels the walk (`query.destroy()`).
 #[derive(Debug)]
 pub struct Lookup {
     rx: mpsc::Receiver<Result<LookupReply, OpError>>,
+    op: OpId,
+    driver: Driver<HyperCore>,
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        let op = self.op;
+        // Best effort: when the command queue is full, the walk ends on its own and its
+        // replies find the receiver gone.
+        self.driver.try_call(move |c, _| {
+            if c.waiters.remove(&op).is_some() {
+                c.dht.cancel(op);
+            }
+        });
+    }
 }
 
 impl Lookup {
@@ -309,13 +325,19 @@ impl HyperDhtNode {
     /// `dht.lookup(topic)`: the replies (peer records) as they arrive.
     pub async fn lookup(&self, topic: [u8; 32]) -> Result<Lookup, DhtError> {
         let (tx, rx) = mpsc::channel(LOOKUP_QUEUE);
-        self.driver
-            .call(move |c, now| {
+        let op = self
+            .driver
+            .ask(move |c, now, done| {
                 let op = c.dht.lookup(now, topic);
                 c.waiters.insert(op, Waiter::Stream(tx));
+                let _ = done.send(op);
             })
             .await?;
-        Ok(Lookup { rx })
+        Ok(Lookup {
+            rx,
+            op,
+            driver: self.driver.clone(),
+        })
     }
 
     /// `dht.announce(topic, keyPair, relayAddresses).finished()`.
