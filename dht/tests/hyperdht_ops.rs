@@ -250,3 +250,29 @@ fn unannounce_reaches_only_the_nodes_that_hold_the_record() {
     // and the other key's record stays
     assert_eq!(lookup(&mut net, addrs[9], topic), vec![other.public_key]);
 }
+
+#[test]
+fn topics_announced_from_random_nodes_are_found_from_other_random_nodes() {
+    let (mut net, addrs) = HyperNet::network(8, 150);
+    let topics = 40;
+    let mut announced = Vec::new();
+    for i in 0..topics {
+        let topic = net.rng.bytes32();
+        let kp = KeyPair::from_seed(&net.rng.bytes32());
+        let at = addrs[net.rng.below(addrs.len() as u64) as usize];
+        let op = net.with(at, |d, now| d.announce(now, topic, &kp, &[at]));
+        assert!(net.wait(at, op, T).is_ok(), "announce {i}");
+        announced.push((topic, kp.public_key));
+    }
+    let mut found = 0;
+    for (topic, key) in &announced {
+        let at = addrs[net.rng.below(addrs.len() as u64) as usize];
+        if lookup(&mut net, at, *topic).contains(key) {
+            found += 1;
+        }
+    }
+    assert_eq!(
+        found, topics,
+        "lookups found {found} of {topics} announcers"
+    );
+}
