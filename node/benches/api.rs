@@ -145,6 +145,8 @@ async fn http(
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.clone())))
             .unwrap();
+        // HTTP/1.1: the kept-alive connection takes the next request once the last is read.
+        send.ready().await.unwrap();
         let t0 = Instant::now();
         let mut resp = send.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -198,7 +200,13 @@ fn bench(title: &str, env: &[(&str, &str)], prompt: &str, max: usize, runs: usiz
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, node::api::router(state)).await });
+        tokio::spawn(async move {
+            axum::serve(
+                node::api::listener_nodelay(listener),
+                node::api::router(state),
+            )
+            .await
+        });
         http(addr, &model, prompt, max, 1).await;
         report(
             "http",

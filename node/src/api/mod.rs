@@ -274,10 +274,21 @@ pub fn serve(
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
         on_ready(listener.local_addr()?);
-        axum::serve(listener, router(state))
+        axum::serve(listener_nodelay(listener), router(state))
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         Ok(())
+    })
+}
+
+/// The listener with Nagle's algorithm off on every connection: a streamed token is one small
+/// write, and without this it waits for the client's delayed ACK (about 40 ms on Linux).
+pub fn listener_nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
     })
 }
 

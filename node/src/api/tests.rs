@@ -296,3 +296,20 @@ async fn full_queue_is_429_and_a_client_that_leaves_frees_the_backend() {
         assert!(m.lines().any(|l| l == line), "{line} missing from\n{m}");
     }
 }
+
+#[test]
+fn the_page_is_self_contained() {
+    let p = super::page::PAGE;
+    for needle in ["http://", "https://", "<link", " src=", "@import", "url("] {
+        assert!(!p.contains(needle), "the page refers to {needle}");
+    }
+    for id in [
+        "id=\"model\"",
+        "id=\"stop\"",
+        "id=\"peers\"",
+        "/api/cluster",
+        "/v1/chat/completions",
+    ] {
+        assert!(p.contains(id), "{id}");
+    }
+}
