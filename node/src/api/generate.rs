@@ -88,7 +88,15 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, body: Bytes) -> Respon
         done: false,
     };
     let parsed = match openai::parse(endpoint, &body) {
-        Ok(p) => p,
+        Ok(mut p) => {
+            // Without a seed each request samples differently, as OpenAI's API does (the
+            // node's own fixed seed is for `model run` and the wire protocol).
+            p.gen_request
+                .sampling
+                .seed
+                .get_or_insert_with(|| fresh_seed(&state));
+            p
+        }
         Err(e) => {
             outcome.finish(e.outcome);
             return e.into_response();
@@ -125,6 +133,12 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, body: Bytes) -> Respon
         resp.headers_mut().insert(NODE_HEADER, v);
     }
     resp
+}
+
+/// A seed no earlier request used: the answer counter hashed with this process's random keys.
+fn fresh_seed(state: &AppState) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(state.next_id())
 }
 
 /// Starts the request where it can run; returns the name of the node answering it.

@@ -12,6 +12,11 @@
 //! [`cluster::Cluster`] (404 when nobody offers the model, 503 when no peer that does is
 //! reachable). A full queue is answered 429 at once.
 //!
+//! Sampling settings a request leaves out take the node's defaults (temperature 0.7, at most
+//! `OPENGATEWAY_MAX_TOKENS` or 128 tokens, no stop strings), except the seed, which is fresh for
+//! every request without one. Bodies are limited to axum's default 2 MB; the native model caps
+//! prompt plus answer at its context, so no request holds more than that in memory.
+//!
 //! With an API key (`--api-key` or `OPENGATEWAY_API_KEY`) every route except `/health` and the
 //! page needs `Authorization: Bearer <key>` (compared in constant time).
 
@@ -108,7 +113,7 @@ impl AppState {
         }
     }
 
-    fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 }
