@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every default test tier of the workspace. On a fresh machine it needs only the Rust
-# toolchain, Node.js 20 and npm: it installs cargo-nextest and cargo-fuzz (exact versions) from
-# crates.io, the pinned JS packages from npm, and iptables from the distribution when they are
-# missing.
+# toolchain, Node.js 20, npm, curl and python3 (with venv): it installs cargo-nextest and
+# cargo-fuzz (exact versions) from crates.io, the pinned JS packages from npm, the pinned Python
+# API clients from PyPI (scripts/api-test-venv.sh), and iptables from the distribution when they
+# are missing.
 #
 # Tiers, in order: fmt, clippy (warnings are errors), sans-IO cores without default features,
 # the test suite (unit, property, vector, corpus replay, simulation, live interop against JS on
@@ -76,6 +77,10 @@ else
   echo "network-namespace tier: root, ip netns and iptables present"
 fi
 echo "NOISE_SIMD_REQUIRED=${NOISE_SIMD_REQUIRED:-0}"
+
+step "pinned Python clients for the API tests (openai, prometheus_client) into target/api-test-venv"
+scripts/api-test-venv.sh || fail "could not install the pinned openai and prometheus_client packages (python3 with venv and PyPI are needed)"
+command -v curl >/dev/null || fail "curl is not installed (the API tests use it)"
 
 step "pinned JS packages for the interop tests"
 (cd interop-tests/js && npm ci --no-audit --no-fund --loglevel=error)

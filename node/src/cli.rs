@@ -22,7 +22,7 @@ Commands: status, clusters, connect, disconnect, resources, eligible, peers, gau
 Prompt usage: opengateway prompt [\"text\"] [--model <model-id>]
 No text => interactive chat mode (/exit to quit)
 Aliases:  join = connect, leave = disconnect
-Also: model pull | model list | model run \"text\", topic <cluster-id>, stdio
+Also: model pull | model list | model run \"text\", topic <cluster-id>, stdio, api [--listen ADDR]
 ";
 
 /// Command line.
@@ -96,6 +96,22 @@ pub enum Command {
     /// Answer NDJSON `inference_request` lines from stdin on stdout, as the node does on a
     /// connection, through the request queue and the configured backend.
     Stdio,
+    /// Serve the OpenAI-compatible HTTP API (and /metrics, /health, the page) in the foreground.
+    Api(ApiArgs),
+}
+
+/// `api` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// Address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Require `Authorization: Bearer <key>` (default: `OPENGATEWAY_API_KEY`; unset = no key).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Requests that may wait for the backend (default: config `inference_queue_limit`, else 8).
+    #[arg(long)]
+    pub queue_limit: Option<usize>,
 }
 
 /// `model` subcommands.
@@ -133,6 +149,9 @@ pub enum CliError {
     /// The topic scheme variable.
     #[error("OPENGATEWAY_TOPIC_SCHEME: {0}")]
     Topic(#[from] crate::topic::UnknownScheme),
+    /// The HTTP API.
+    #[error(transparent)]
+    Api(#[from] crate::api::ServeError),
     /// Writing to the terminal.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
@@ -284,6 +303,7 @@ pub fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Res
         }
         Command::Model { action } => crate::inference::cli::model(action, env, &root, out, err),
         Command::Stdio => crate::inference::cli::stdio(env, &root, err),
+        Command::Api(args) => crate::inference::cli::api(args, env, &root, out, err),
     }
 }
 

@@ -7,6 +7,7 @@
 //! backends with the model cache and request queue ([`inference`]), and the command line
 //! ([`cli`]). Joining clusters (`start`, `prompt`) waits for the `swarm` crate.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod gauge;

@@ -8,6 +8,13 @@
 //! fine), and its `request_id` is echoed back unchanged; a failure is answered with a `response`
 //! starting `[error] ` and no `model`.
 //!
+//! Our addition, streaming: a request with `"stream": true` is answered by a Rust node with
+//! `{"type":"inference_chunk","request_id","delta","index"}` lines (index 0, 1, ... in order,
+//! the deltas concatenated being the text) before the usual `inference_response`, which still
+//! carries the whole text. A POC node ignores the field and sends only the final response, and
+//! a POC client ignores the chunk lines (it reads only `inference_response`), so both directions
+//! keep working with POC nodes. Only the JSON value `true` asks for streaming.
+//!
 //! The POC buffers a line of any length; we bound a line at [`MAX_LINE`] bytes and drop longer
 //! lines without holding them in memory.
 
@@ -42,6 +49,8 @@ pub struct InferenceRequest {
     pub prompt: String,
     /// The model asked for, when a non-empty string.
     pub model: Option<String>,
+    /// `"stream": true`: answer with `inference_chunk` lines before the response.
+    pub stream: bool,
 }
 
 /// Parses one line; `None` for anything the POC ignores.
@@ -83,10 +92,12 @@ pub fn parse_line(line: &[u8]) -> Option<Incoming> {
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned);
+            let stream = msg.get("stream") == Some(&Value::Bool(true));
             Some(Incoming::InferenceRequest(InferenceRequest {
                 request_id,
                 prompt,
                 model,
+                stream,
             }))
         }
         _ => None,
@@ -110,6 +121,15 @@ struct InferenceResponse<'a> {
     response: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct InferenceChunk<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    request_id: &'a Value,
+    delta: &'a str,
+    index: u64,
 }
 
 fn line<T: Serialize>(v: &T) -> String {
@@ -137,6 +157,39 @@ pub fn inference_response(request_id: &Value, response: &str, model: &str) -> St
         response,
         model: Some(model),
     })
+}
+
+/// One `inference_chunk` line of a streamed answer: the `index`-th piece (from 0) of the text.
+pub fn inference_chunk(request_id: &Value, delta: &str, index: u64) -> String {
+    line(&InferenceChunk {
+        kind: "inference_chunk",
+        request_id,
+        delta,
+        index,
+    })
+}
+
+/// A request as a line, as a client sends it (`stream` written only when true).
+pub fn inference_request(
+    request_id: &Value,
+    prompt: &str,
+    model: Option<&str>,
+    stream: bool,
+) -> String {
+    let mut v = serde_json::json!({
+        "type": "inference_request",
+        "request_id": request_id,
+        "prompt": prompt,
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(m) = model {
+            obj.insert("model".to_owned(), Value::from(m));
+        }
+        if stream {
+            obj.insert("stream".to_owned(), Value::Bool(true));
+        }
+    }
+    line(&v)
 }
 
 /// A failed `inference_response` line: `response` is `[error] <message>`, no `model`.

@@ -395,3 +395,37 @@ fn stdio_answers_requests_in_order_and_ignores_bad_lines() {
         stderr(&out)
     );
 }
+
+#[test]
+fn stdio_streams_chunks_when_asked_and_stays_poc_shaped_otherwise() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_opengateway"))
+        .arg("stdio")
+        .env_clear()
+        .env("OPENGATEWAY_POC_ROOT", d.path())
+        .env("OPENGATEWAY_MODEL_DIR", d.path().join("none"))
+        .env("POC_INFERENCE_BACKEND", "echo")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"{\"type\":\"inference_request\",\"request_id\":\"s\",\"prompt\":\"a b\",\"stream\":true}\n\
+              {\"type\":\"inference_request\",\"request_id\":\"p\",\"prompt\":\"c\",\"stream\":false}\n",
+        )
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"type\":\"inference_chunk\",\"request_id\":\"s\",\"delta\":\"[echo]\",\"index\":0}\n\
+         {\"type\":\"inference_chunk\",\"request_id\":\"s\",\"delta\":\" a\",\"index\":1}\n\
+         {\"type\":\"inference_chunk\",\"request_id\":\"s\",\"delta\":\" b\",\"index\":2}\n\
+         {\"type\":\"inference_response\",\"request_id\":\"s\",\"response\":\"[echo] a b\",\"model\":\"echo\"}\n\
+         {\"type\":\"inference_response\",\"request_id\":\"p\",\"response\":\"[echo] c\",\"model\":\"echo\"}\n"
+    );
+}

@@ -15,8 +15,11 @@
 
 use std::path::PathBuf;
 
-use super::native::{GenParams, NativeError, NativeModel};
+use std::ops::ControlFlow;
+
+use super::native::{Finish, GenParams, NativeError, NativeModel};
 use super::ollama::{self, Ollama, OllamaError};
+use super::request::{Completion, FinishReason, GenRequest, Input, echo_words};
 use crate::cli::Env;
 
 /// The backends.
@@ -97,6 +100,30 @@ pub struct Reply {
 pub trait Infer: Send {
     /// Answers one prompt.
     fn infer(&mut self, prompt: &str, model: Option<&str>) -> Result<Reply, InferError>;
+
+    /// Answers one request, handing each new piece of text to `on_text` as it is generated;
+    /// `on_text` returning `Break` stops the generation. The default answers through
+    /// [`Infer::infer`] and hands over the whole text at once, counting echo words as tokens.
+    fn complete(
+        &mut self,
+        req: &GenRequest,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion, InferError> {
+        let reply = self.infer(&req.input.flat_text(), req.model.as_deref())?;
+        let cancelled = !reply.text.is_empty() && on_text(&reply.text).is_break();
+        Ok(Completion {
+            prompt_tokens: echo_words(&req.input.flat_text()).len(),
+            completion_tokens: echo_words(&reply.text).len(),
+            text: reply.text,
+            model: reply.model,
+            backend: reply.backend,
+            finish: if cancelled {
+                FinishReason::Cancelled
+            } else {
+                FinishReason::Stop
+            },
+        })
+    }
 }
 
 /// The configured backend.
@@ -185,6 +212,50 @@ impl Backend {
         self.params = params;
     }
 
+    /// The model ids this backend answers for: the native model's name, `echo`, or the Ollama
+    /// model and the supported tiers.
+    pub fn models(&self) -> Vec<String> {
+        match self.kind {
+            BackendKind::Echo => vec!["echo".to_owned()],
+            BackendKind::Native => self
+                .native
+                .as_ref()
+                .map(|m| vec![m.name().to_owned()])
+                .unwrap_or_default(),
+            BackendKind::Ollama | BackendKind::Auto => {
+                let mut v = vec![self.ollama_model.clone()];
+                for m in &self.supported {
+                    if !v.contains(m) {
+                        v.push(m.clone());
+                    }
+                }
+                v
+            }
+        }
+    }
+
+    /// The generation settings for a request: the node's defaults, overridden by the request.
+    pub fn params_for(&self, req: &GenRequest) -> GenParams {
+        let s = &req.sampling;
+        let mut p = self.params.clone();
+        if let Some(v) = s.max_tokens {
+            p.max_tokens = v;
+        }
+        if let Some(v) = s.temperature {
+            p.temperature = v;
+        }
+        if s.top_p.is_some() {
+            p.top_p = s.top_p;
+        }
+        if let Some(v) = s.seed {
+            p.seed = v;
+        }
+        if !s.stop.is_empty() {
+            p.stop = s.stop.clone();
+        }
+        p
+    }
+
     /// The Ollama model the POC would run for a request naming `requested`.
     pub fn ollama_model_for(&self, requested: Option<&str>) -> String {
         let mut selected = requested.unwrap_or("").to_owned();
@@ -243,6 +314,62 @@ impl Infer for Backend {
                     text: g.text.trim().to_owned(),
                     model: g.model,
                     backend: "native",
+                })
+            }
+        }
+    }
+
+    fn complete(
+        &mut self,
+        req: &GenRequest,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion, InferError> {
+        match self.kind {
+            BackendKind::Echo => Ok(super::request::echo(req, on_text)),
+            BackendKind::Native => {
+                let mut params = self.params_for(req);
+                let Some(native) = self.native.as_mut() else {
+                    return Err(InferError::WorkerGone);
+                };
+                // A conversation goes through the model's chat template here; the completions
+                // endpoint's prompt is used as it is.
+                params.raw = true;
+                let text = match &req.input {
+                    Input::Chat(ms) => native.chat_template().apply_messages(ms),
+                    Input::Raw(p) => p.clone(),
+                };
+                let g = native.generate_with(&text, &params, on_text)?;
+                Ok(Completion {
+                    text: g.text,
+                    model: g.model,
+                    backend: "native",
+                    prompt_tokens: g.prompt_tokens,
+                    completion_tokens: g.tokens,
+                    finish: match g.finish {
+                        Finish::Eos | Finish::Stop => FinishReason::Stop,
+                        Finish::Length => FinishReason::Length,
+                        Finish::Cancelled => FinishReason::Cancelled,
+                    },
+                })
+            }
+            BackendKind::Ollama | BackendKind::Auto => {
+                let prompt = req.input.flat_text();
+                let reply = self.infer(&prompt, req.model.as_deref())?;
+                if reply.backend == "echo" {
+                    return Ok(super::request::echo(req, on_text));
+                }
+                let cancelled = !reply.text.is_empty() && on_text(&reply.text).is_break();
+                Ok(Completion {
+                    prompt_tokens: echo_words(&prompt).len(),
+                    completion_tokens: echo_words(&reply.text).len(),
+                    text: reply.text,
+                    model: reply.model,
+                    backend: reply.backend,
+                    finish: if cancelled {
+                        FinishReason::Cancelled
+                    } else {
+                        FinishReason::Stop
+                    },
                 })
             }
         }

@@ -50,23 +50,82 @@ impl ChatTemplate {
 
     /// The text of a one-turn conversation with `user`, ready for the assistant's reply.
     pub fn apply(&self, user: &str) -> String {
+        self.apply_messages(&[ChatMessage::new("user", user)])
+    }
+
+    /// The text of a conversation, ready for the assistant's reply. Roles are used as given
+    /// (`system`, `user`, `assistant`); ChatML's default system turn is inserted only when the
+    /// first message is not a system message, as the templates do.
+    pub fn apply_messages(&self, messages: &[ChatMessage]) -> String {
+        let mut s = String::new();
         match self {
             ChatTemplate::ChatMl { default_system } => {
-                let mut s = String::new();
-                if let Some(sys) = default_system {
+                if let Some(sys) = default_system
+                    && messages.first().is_none_or(|m| m.role != "system")
+                {
                     s.push_str(&format!("<|im_start|>system\n{sys}<|im_end|>\n"));
                 }
-                s.push_str(&format!(
-                    "<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-                ));
-                s
+                for m in messages {
+                    s.push_str(&format!(
+                        "<|im_start|>{}\n{}<|im_end|>\n",
+                        m.role, m.content
+                    ));
+                }
+                s.push_str("<|im_start|>assistant\n");
             }
-            ChatTemplate::Llama3 => format!(
-                "<|start_header_id|>user<|end_header_id|>\n\n{user}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-            ),
-            ChatTemplate::Zephyr => format!("<|user|>\n{user}</s>\n<|assistant|>\n"),
-            ChatTemplate::Llama2 => format!("[INST] {user} [/INST]"),
-            ChatTemplate::Raw => user.to_owned(),
+            ChatTemplate::Llama3 => {
+                for m in messages {
+                    s.push_str(&format!(
+                        "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
+                        m.role, m.content
+                    ));
+                }
+                s.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+            }
+            ChatTemplate::Zephyr => {
+                for m in messages {
+                    s.push_str(&format!("<|{}|>\n{}</s>\n", m.role, m.content));
+                }
+                s.push_str("<|assistant|>\n");
+            }
+            ChatTemplate::Llama2 => {
+                // System text goes inside the first [INST] block, as Llama 2's template does.
+                let mut system = String::new();
+                for m in messages {
+                    match m.role.as_str() {
+                        "system" => system = format!("<<SYS>>\n{}\n<</SYS>>\n\n", m.content),
+                        "assistant" => s.push_str(&format!(" {} ", m.content)),
+                        _ => {
+                            s.push_str(&format!("[INST] {system}{} [/INST]", m.content));
+                            system.clear();
+                        }
+                    }
+                }
+            }
+            ChatTemplate::Raw => {
+                let parts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                s.push_str(&parts.join("\n"));
+            }
+        }
+        s
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A turn.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
         }
     }
 }
@@ -117,5 +176,28 @@ mod tests {
         );
         assert_eq!(ChatTemplate::detect(Some("<|user|>")), ChatTemplate::Zephyr);
         assert_eq!(ChatTemplate::detect(None).apply("x"), "x");
+    }
+
+    #[test]
+    fn conversations_keep_their_turns_and_a_given_system_turn_replaces_the_default() {
+        let t = ChatTemplate::detect(Some(SMOLLM2));
+        let msgs = [
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "Hi"),
+            ChatMessage::new("assistant", "Hello."),
+            ChatMessage::new("user", "Bye"),
+        ];
+        assert_eq!(
+            t.apply_messages(&msgs),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            ChatTemplate::Llama2.apply_messages(&msgs),
+            "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. [INST] Bye [/INST]"
+        );
+        assert_eq!(
+            ChatTemplate::Zephyr.apply("x"),
+            "<|user|>\nx</s>\n<|assistant|>\n"
+        );
     }
 }

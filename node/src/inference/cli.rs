@@ -9,7 +9,7 @@ use super::native::NativeModel;
 use super::queue::{DEFAULT_LIMIT, RequestQueue};
 use crate::cli::{CliError, Env, ModelCommand};
 use crate::config::PocRoot;
-use crate::protocol::{Incoming, LineDecoder, error_response, inference_response, parse_line};
+use crate::protocol::{Incoming, LineDecoder, parse_line};
 
 /// Runs a `model` subcommand.
 pub fn model(
@@ -120,23 +120,12 @@ pub fn stdio(env: &Env, root: &PocRoot, err: &mut dyn Write) -> Result<i32, CliE
                 return;
             };
             let out = Arc::clone(&stdout);
-            let id = req.request_id.clone();
-            queue.submit(
-                req.prompt,
-                req.model,
-                Box::new(move |r| match r {
-                    Ok(reply) => {
-                        eprintln!(
-                            "[request] {} -> {}",
-                            crate::jsonfile::js_string(&id),
-                            reply.backend
-                        );
-                        send(&out, inference_response(&id, &reply.text, &reply.model));
-                    }
-                    Err(e) => {
-                        eprintln!("[request] {} -> error {e}", crate::jsonfile::js_string(&id));
-                        send(&out, error_response(&id, &e.to_string()));
-                    }
+            super::serve::answer(
+                &queue,
+                req,
+                Box::new(move |line| {
+                    send(&out, line);
+                    true
                 }),
             );
         });
@@ -149,5 +138,52 @@ pub fn stdio(env: &Env, root: &PocRoot, err: &mut dyn Write) -> Result<i32, CliE
             decoder.dropped()
         )?;
     }
+    Ok(0)
+}
+
+/// `opengateway api`: the HTTP API over the configured backend, until Ctrl-C or SIGTERM.
+pub fn api(
+    args: crate::cli::ApiArgs,
+    env: &Env,
+    root: &PocRoot,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, CliError> {
+    let config = root.config()?;
+    let backend = Backend::from_env(env, config.model_path())?;
+    let kind = backend.kind().name();
+    let models = backend.models();
+    let limit = args
+        .queue_limit
+        .or(config.inference_queue_limit())
+        .unwrap_or(DEFAULT_LIMIT);
+    let queue = Arc::new(RequestQueue::new(Box::new(backend), limit));
+    let key = args
+        .api_key
+        .or_else(|| env.non_empty("OPENGATEWAY_API_KEY").map(str::to_owned));
+    if key.is_none() && !args.listen.ip().is_loopback() {
+        writeln!(
+            err,
+            "warning: listening on {} without an API key: anyone who can reach it can use this node",
+            args.listen
+        )?;
+    }
+    let state = Arc::new(crate::api::AppState::new(
+        queue,
+        models.clone(),
+        kind,
+        env.non_empty("NODE_NAME").unwrap_or("node"),
+        Arc::new(crate::api::cluster::LocalOnly),
+        key,
+    ));
+    crate::api::serve(state, args.listen, |addr| {
+        // Scripts and tests wait for this line to know the port.
+        let _ = writeln!(
+            out,
+            "OpenGateway API on http://{addr} (backend {kind}, models: {}, queue limit {limit})",
+            models.join(", ")
+        );
+        let _ = out.flush();
+    })?;
     Ok(0)
 }

@@ -8,4 +8,6 @@ pub mod cli;
 pub mod native;
 pub mod ollama;
 pub mod queue;
+pub mod request;
+pub mod serve;
 pub mod tokenizer;

@@ -15,6 +15,7 @@
 //! plus generated tokens are capped there even where a model advertises a longer context.
 
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -151,6 +152,8 @@ pub enum Finish {
     Length,
     /// A stop string appeared.
     Stop,
+    /// The caller asked to stop (e.g. its client went away).
+    Cancelled,
 }
 
 /// The result of one generation.
@@ -299,7 +302,29 @@ impl NativeModel {
         params: &GenParams,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation, NativeError> {
+        self.generate_with(prompt, params, &mut |s| {
+            on_text(s);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// As [`NativeModel::generate`], but `on_text` can stop the generation by returning
+    /// `Break`: no further token is computed and the result ends with [`Finish::Cancelled`].
+    /// This is how a request whose client has gone away frees the model at once.
+    pub fn generate_with(
+        &mut self,
+        prompt: &str,
+        params: &GenParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, NativeError> {
         let started = Instant::now();
+        let cancelled = std::cell::Cell::new(false);
+        let mut on_text = |s: &str| {
+            if !cancelled.get() && on_text(s).is_break() {
+                cancelled.set(true);
+            }
+        };
+        let on_text: &mut dyn FnMut(&str) = &mut on_text;
         let ids = self.prompt_ids(prompt, params.raw)?;
         if ids.is_empty() {
             return Err(NativeError::EmptyPrompt);
@@ -363,6 +388,10 @@ impl NativeModel {
             let piece = self.decode_piece(&generated, &mut out)?;
             if out.push(&piece, on_text) {
                 finish = Finish::Stop;
+                break;
+            }
+            if cancelled.get() {
+                finish = Finish::Cancelled;
                 break;
             }
             if generated.len() >= max_tokens {

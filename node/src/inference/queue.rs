@@ -18,17 +18,15 @@ pub const DEFAULT_LIMIT: usize = 8;
 
 type Done = Box<dyn FnOnce(Result<Reply, InferError>) + Send>;
 
-struct Job {
-    prompt: String,
-    model: Option<String>,
-    done: Done,
-}
+/// Work for the backend: runs on the worker thread with the backend borrowed.
+pub type Job = Box<dyn FnOnce(&mut dyn Infer) + Send>;
 
 /// The queue and its worker.
 pub struct RequestQueue {
     tx: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<()>>,
     waiting: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
     limit: usize,
 }
 
@@ -47,14 +45,16 @@ impl RequestQueue {
         let limit = limit.max(1);
         let (tx, rx) = sync_channel::<Job>(limit);
         let waiting = Arc::new(AtomicUsize::new(0));
-        let w = Arc::clone(&waiting);
+        let running = Arc::new(AtomicUsize::new(0));
+        let (w, r) = (Arc::clone(&waiting), Arc::clone(&running));
         let worker = std::thread::Builder::new()
             .name("inference".to_owned())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
+                    r.store(1, Ordering::SeqCst);
                     w.fetch_sub(1, Ordering::SeqCst);
-                    let r = backend.infer(&job.prompt, job.model.as_deref());
-                    (job.done)(r);
+                    job(backend.as_mut());
+                    r.store(0, Ordering::SeqCst);
                 }
             })
             .ok();
@@ -62,6 +62,7 @@ impl RequestQueue {
             tx: Some(tx),
             worker,
             waiting,
+            running,
             limit,
         }
     }
@@ -69,29 +70,58 @@ impl RequestQueue {
     /// Queues a request; `done` is called on the worker thread with the answer. When the queue
     /// is full (or the worker is gone) `done` is called at once, here, with the reason.
     pub fn submit(&self, prompt: String, model: Option<String>, done: Done) {
+        let job: Job = Box::new(move |b: &mut dyn Infer| done(b.infer(&prompt, model.as_deref())));
+        self.submit_job(job);
+    }
+
+    /// Queues `job`; when it is refused (full queue, worker gone) it runs at once, on this
+    /// thread, against a stand-in backend whose every call fails with the reason, so the job
+    /// answers its caller the same way in both cases.
+    pub fn submit_job(&self, job: Job) {
+        if let Err((e, job)) = self.try_submit(job) {
+            job(&mut RefuseWith(Some(e)));
+        }
+    }
+
+    /// Queues `job`; when the queue is full or the worker is gone, hands it back with the
+    /// reason (the job has not run).
+    pub fn try_submit(&self, job: Job) -> Result<(), (InferError, Job)> {
         let Some(tx) = &self.tx else {
-            done(Err(InferError::WorkerGone));
-            return;
+            return Err((InferError::WorkerGone, job));
         };
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        match tx.try_send(Job {
-            prompt,
-            model,
-            done,
-        }) {
-            Ok(()) => {}
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(job)) => {
                 let waiting = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
-                (job.done)(Err(InferError::QueueFull {
-                    waiting,
-                    limit: self.limit,
-                }));
+                Err((
+                    InferError::QueueFull {
+                        waiting,
+                        limit: self.limit,
+                    },
+                    job,
+                ))
             }
             Err(TrySendError::Disconnected(job)) => {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
-                (job.done)(Err(InferError::WorkerGone));
+                Err((InferError::WorkerGone, job))
             }
         }
+    }
+
+    /// Requests waiting behind the one being answered.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Requests being answered now (0 or 1).
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that may wait.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Stops taking requests and waits until every queued one is answered.
@@ -100,6 +130,16 @@ impl RequestQueue {
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
+    }
+}
+
+/// A stand-in backend that fails every call with one reason: how a refused `submit` delivers
+/// its refusal through the same callback as an answer.
+struct RefuseWith(Option<InferError>);
+
+impl Infer for RefuseWith {
+    fn infer(&mut self, _prompt: &str, _model: Option<&str>) -> Result<Reply, InferError> {
+        Err(self.0.take().unwrap_or(InferError::WorkerGone))
     }
 }
 

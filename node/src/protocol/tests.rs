@@ -172,3 +172,55 @@ fn line_of_exactly_the_limit_is_kept_and_one_more_is_dropped() {
     assert_eq!(out, vec![b"abcd".to_vec(), b"xy".to_vec()]);
     assert_eq!(d.dropped(), 1);
 }
+
+#[test]
+fn stream_is_asked_only_by_json_true() {
+    let r = |extra: &str| {
+        req(&format!(
+            r#"{{"type":"inference_request","request_id":"s","prompt":"p"{extra}}}"#
+        ))
+        .unwrap()
+        .stream
+    };
+    assert!(r(r#","stream":true"#));
+    for no in [
+        "",
+        r#","stream":false"#,
+        r#","stream":"true""#,
+        r#","stream":1"#,
+        r#","stream":null"#,
+    ] {
+        assert!(!r(no), "{no}");
+    }
+}
+
+#[test]
+fn chunk_and_request_lines() {
+    let id = json!({"n": 1});
+    let line = inference_chunk(&id, "he\"llo\n", 3);
+    assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        v,
+        json!({"type": "inference_chunk", "request_id": {"n": 1}, "delta": "he\"llo\n", "index": 3})
+    );
+    // A chunk line is not a message a node acts on (a POC client skips it too: it reads only
+    // inference_response).
+    assert_eq!(parse_line(line.as_bytes()), None);
+    let line = inference_request(&json!("r"), "hi", Some("echo"), true);
+    assert_eq!(
+        req(line.trim_end()).unwrap(),
+        InferenceRequest {
+            request_id: json!("r"),
+            prompt: "hi".into(),
+            model: Some("echo".into()),
+            stream: true
+        }
+    );
+    let plain: Value =
+        serde_json::from_str(&inference_request(&json!(1), "x", None, false)).unwrap();
+    assert_eq!(
+        plain,
+        json!({"type": "inference_request", "request_id": 1, "prompt": "x"})
+    );
+}
