@@ -2,5 +2,59 @@
 //! them, with the policy of the JS package `hyperswarm` 4.17.2 (retry timers, priorities,
 //! duplicate-connection rule).
 //!
-//! Contract (planned): a sans-IO swarm core driven by the `dht` crate, plus a tokio runtime
-//! behind a feature. Nothing is implemented yet.
+//! Contract: [`SwarmCore`] is the sans-IO policy core (JS `hyperswarm/index.js` and
+//! `hyperswarm/lib/*`). It does no I/O and reads no clock or OS randomness: every input carries
+//! `now`, randomness comes from [`Options::seed`]. A driver (the tokio runtime, not written
+//! yet) performs the [`Action`]s it polls (start a lookup or announce, dial a key, close a
+//! connection, send a keepalive) and feeds back what happened (lookup replies, walks ending,
+//! connections opened, failed, closed, incoming); the application polls [`Event`]s
+//! (connections with their peer, bans, flushes settled). Every table is bounded; the bounds
+//! are below, beside the JS constants they stand for. No input sequence panics.
+//!
+//! Files: `core.rs` (topics, flushes, timers, API), `connect.rs` (dials, incoming, duplicate
+//! rule), `discovery.rs` (per-topic state), `peer.rs` (peer state, queue, retry timers),
+//! `types.rs` (inputs and outputs).
+
+// Remote input never panics: no unwrap/expect/panic!/slice indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod connect;
+mod core;
+pub mod discovery;
+pub mod peer;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::core::SwarmCore;
+pub use crate::peer::{Backoff, PeerInfo, select_backoff};
+pub use crate::types::{
+    Action, CloseReason, ConnError, ConnId, Event, FlushId, JoinOptions, Options, PeerRecord,
+    PeerSnapshot, PublicKey, RefreshId, SessionId, SwarmError, Topic,
+};
+
+/// JS `MAX_PEERS`: connections (open or pending) the swarm aims for, divided by the explicit
+/// peer factor.
+pub const MAX_PEERS: usize = 64;
+/// JS `MAX_PARALLEL`: outgoing attempts at once.
+pub const MAX_PARALLEL: usize = 3;
+/// Hard cap on connections of all kinds (JS `MAX_CLIENT_CONNECTIONS` and
+/// `MAX_SERVER_CONNECTIONS` are Infinity); also the default of both options.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Peers remembered (JS `swarm.peers`, unbounded there); lookups past it add no new peer.
+pub const MAX_KNOWN_PEERS: usize = 16_384;
+/// Topics joined at once (JS `_discovery`, unbounded there).
+pub const MAX_TOPICS: usize = 1024;
+/// Explicit peers (JS `explicitPeers`, unbounded there).
+pub const MAX_EXPLICIT_PEERS: usize = 1024;
+/// Flushes pending at once (JS `_pendingFlushes`, unbounded there).
+pub const MAX_PENDING_FLUSHES: usize = 1024;
