@@ -236,20 +236,13 @@ impl SwarmCore {
 
     /// JS `_banPeer`.
     fn ban(&mut self, key: PublicKey, reason: CloseReason) {
-        if let Some(p) = self.upsert_peer_keep_relays(key) {
+        if let Some(p) = self.upsert_existing(key) {
             p.banned = true;
             self.events.push_back(Event::Ban {
                 remote: key,
                 reason,
             });
         }
-    }
-
-    fn upsert_peer_keep_relays(&mut self, key: PublicKey) -> Option<&mut crate::peer::PeerInfo> {
-        if self.peers.contains_key(&key) {
-            return self.peers.get_mut(&key);
-        }
-        self.upsert_peer(key, None)
     }
 
     /// Bytes moved on a connection (JS `rawBytesRead` / `rawBytesWritten` above zero); the

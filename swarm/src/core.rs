@@ -204,7 +204,7 @@ impl SwarmCore {
             if now.saturating_duration_since(start) > delay + DELAY_GRACE_PERIOD {
                 d.refresh_later(now, true, &mut self.rng);
             } else {
-                self.refresh(now, topic, false);
+                self.refresh(now, topic);
             }
         }
     }
@@ -260,8 +260,61 @@ impl SwarmCore {
             server: opts.server,
         });
         d.limit = opts.limit;
-        self.refresh(now, topic, false);
+        self.refresh(now, topic);
         Ok(id)
+    }
+
+    /// JS `session.refresh({ server, client, limit })`: change a session's mode and refresh.
+    pub fn update_session(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        opts: JoinOptions,
+    ) -> Result<(), SwarmError> {
+        if self.destroyed {
+            return Err(SwarmError::Destroyed);
+        }
+        if !opts.client && !opts.server {
+            return Err(SwarmError::NeitherClientNorServer);
+        }
+        let Some(d) = self
+            .discoveries
+            .values_mut()
+            .find(|d| d.sessions.iter().any(|s| s.id == session))
+        else {
+            return Err(SwarmError::UnknownSession);
+        };
+        for s in d.sessions.iter_mut().filter(|s| s.id == session) {
+            s.client = opts.client;
+            s.server = opts.server;
+        }
+        d.limit = opts.limit;
+        let topic = d.topic;
+        self.refresh(now, topic);
+        Ok(())
+    }
+
+    /// JS `peerInfo.ban(val)` from the application: a banned peer is never dialled and its
+    /// handshakes are refused (a live connection stays until it closes, as in JS).
+    pub fn set_banned(&mut self, key: PublicKey, banned: bool) {
+        if let Some(p) = self.upsert_existing(key) {
+            p.banned = banned;
+        }
+        self.maybe_delete_peer(&key);
+    }
+
+    /// JS `peerInfo.reconnect(val)`: whether the peer is retried after a disconnect.
+    pub fn set_reconnecting(&mut self, key: PublicKey, reconnecting: bool) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.reconnecting = reconnecting;
+        }
+    }
+
+    pub(crate) fn upsert_existing(&mut self, key: PublicKey) -> Option<&mut PeerInfo> {
+        if self.peers.contains_key(&key) {
+            return self.peers.get_mut(&key);
+        }
+        self.upsert_peer(key, None)
     }
 
     /// JS `session.destroy()`: the last session leaves the topic; if no server session is left
@@ -279,7 +332,7 @@ impl SwarmCore {
         if d.sessions.is_empty() {
             self.leave(now, topic);
         } else if d.server_sessions() == 0 && d.needs_unannounce {
-            self.refresh(now, topic, false);
+            self.refresh(now, topic);
         }
         Ok(())
     }
@@ -301,9 +354,9 @@ impl SwarmCore {
         }
     }
 
-    /// JS `discovery.refresh()` (also `session.refresh()`), `force` refreshing even when a
-    /// walk of the same mode runs (network change).
-    pub(crate) fn refresh(&mut self, now: Instant, topic: Topic, force: bool) {
+    /// JS `discovery.refresh()` (also `session.refresh()`): a walk of the same mode already in
+    /// flight is joined; a change of mode cancels it and starts a new one.
+    pub(crate) fn refresh(&mut self, now: Instant, topic: Topic) {
         let listening = self.listening;
         let Some(d) = self.discoveries.get_mut(&topic) else {
             return;
@@ -311,7 +364,7 @@ impl SwarmCore {
         let server = d.server_sessions() > 0;
         let client = d.client_sessions() > 0;
         let same = server == d.is_server && client == d.is_client;
-        if same && d.refresh.is_some() && !force {
+        if same && d.refresh.is_some() {
             return; // joins the refresh in flight
         }
         let old = d.refresh.take();
@@ -472,7 +525,7 @@ impl SwarmCore {
         let mut topics = self.topics();
         topics.sort();
         for topic in topics {
-            self.refresh(now, topic, true);
+            self.refresh(now, topic);
         }
     }
 

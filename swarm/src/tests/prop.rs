@@ -31,6 +31,9 @@ enum Op {
     Flush,
     DeliverCloses,
     Randomized(bool),
+    SetBanned(u8, bool),
+    SetReconnecting(u8, bool),
+    UpdateSession(u8, bool, bool),
     Destroy,
 }
 
@@ -59,6 +62,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         3 => Just(Op::DeliverCloses),
         1 => any::<bool>().prop_map(Op::Randomized),
+        1 => (1u8..9, proptest::bool::weighted(0.3)).prop_map(|(k, b)| Op::SetBanned(k, b)),
+        1 => (1u8..9, any::<bool>()).prop_map(|(k, b)| Op::SetReconnecting(k, b)),
+        1 => (any::<u8>(), any::<bool>(), any::<bool>())
+            .prop_map(|(i, s, c)| Op::UpdateSession(i, s, c)),
         1 => proptest::bool::weighted(0.1).prop_map(|d| if d { Op::Destroy } else { Op::Flush }),
     ]
 }
@@ -228,6 +235,18 @@ fn step(c: &mut SwarmCore, d: &mut Driver, now: &mut Instant, op: Op) {
             }
         }
         Op::Randomized(r) => c.set_randomized_nat(r),
+        Op::SetBanned(k, b) => c.set_banned(key(k), b),
+        Op::SetReconnecting(k, b) => c.set_reconnecting(key(k), b),
+        Op::UpdateSession(i, server, client) => {
+            if let Some((_, s)) = pick(&d.sessions, i) {
+                let opts = JoinOptions {
+                    server,
+                    client,
+                    limit: None,
+                };
+                let _ = c.update_session(n, s, opts);
+            }
+        }
         Op::Destroy => c.destroy(n),
     }
 }
@@ -275,5 +294,181 @@ proptest! {
         if let Err(e) = check_invariants(&c) {
             return Err(TestCaseError::fail(e));
         }
+    }
+}
+
+/// Messages between two cores wired back to back, delivered in a random order.
+#[derive(Clone, Copy, Debug)]
+enum Msg {
+    /// `side` dialled: the other side sees an incoming connection.
+    Arrive(usize, ConnId),
+    /// `side`'s dial reports open (if its link still exists).
+    Opened(usize, ConnId),
+    /// `side` closed `conn`: both ends learn it.
+    Closed(usize, ConnId),
+}
+
+struct Wire {
+    cores: [SwarmCore; 2],
+    links: Vec<((usize, ConnId), (usize, ConnId))>,
+    inflight: Vec<Msg>,
+    dead: Vec<(usize, ConnId)>,
+}
+
+impl Wire {
+    fn other_end(&self, side: usize, conn: ConnId) -> Option<(usize, ConnId)> {
+        self.links.iter().find_map(|(a, b)| {
+            if *a == (side, conn) {
+                Some(*b)
+            } else if *b == (side, conn) {
+                Some(*a)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn collect(&mut self) {
+        for side in 0..2 {
+            let c = self.cores.get_mut(side).map(actions).unwrap_or_default();
+            for a in c {
+                match a {
+                    Action::Dial { conn, .. } => self.inflight.push(Msg::Arrive(side, conn)),
+                    Action::Close { conn, .. } => self.inflight.push(Msg::Closed(side, conn)),
+                    _ => {}
+                }
+            }
+            if let Some(c) = self.cores.get_mut(side) {
+                let _ = events(c);
+            }
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, i: usize) {
+        if i >= self.inflight.len() {
+            return;
+        }
+        let msg = self.inflight.remove(i);
+        match msg {
+            Msg::Arrive(side, conn) => {
+                let me = self.cores[side].public_key();
+                let other = 1 - side;
+                if self.dead.contains(&(side, conn)) {
+                    return; // aborted before it arrived
+                }
+                let inc = self.cores[other].handle_incoming(now, me);
+                self.links.push(((side, conn), (other, inc)));
+                self.inflight.push(Msg::Opened(side, conn));
+            }
+            Msg::Opened(side, conn) => {
+                if self.other_end(side, conn).is_some() && !self.dead.contains(&(side, conn)) {
+                    self.cores[side].handle_opened(now, conn);
+                }
+            }
+            Msg::Closed(side, conn) => {
+                if !self.dead.contains(&(side, conn)) {
+                    self.dead.push((side, conn));
+                    self.cores[side].handle_closed(now, conn, None);
+                }
+                if let Some((o, oc)) = self.other_end(side, conn)
+                    && !self.dead.contains(&(o, oc))
+                {
+                    self.dead.push((o, oc));
+                    self.cores[o].handle_closed(now, oc, None);
+                }
+                self.links
+                    .retain(|(a, b)| *a != (side, conn) && *b != (side, conn));
+            }
+        }
+        self.collect();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Both sides dial each other (explicit peers) and every message arrives in a random
+    /// order: once everything is delivered each side holds at most one open connection to the
+    /// other, both hold the same one, and it is open on both ends.
+    #[test]
+    fn two_cores_agree_on_the_survivor_in_any_delivery_order(
+        a in 1u8..255,
+        b in 1u8..255,
+        order in proptest::collection::vec(any::<u16>(), 0..60),
+        drops in proptest::collection::vec(any::<u16>(), 0..3),
+    ) {
+        prop_assume!(a != b);
+        let mut now = Instant::now();
+        let mut w = Wire {
+            cores: [core_with(a, |_| {}), core_with(b, |_| {})],
+            links: Vec::new(),
+            inflight: Vec::new(),
+            dead: Vec::new(),
+        };
+        let _ = w.cores[0].join_peer(now, key(b));
+        let _ = w.cores[1].join_peer(now, key(a));
+        w.collect();
+        for (step, o) in order.iter().enumerate() {
+            if !w.inflight.is_empty() {
+                let i = usize::from(*o) % w.inflight.len();
+                w.deliver(now, i);
+            }
+            // Now and then one side drops its open connection (a network failure).
+            if drops.iter().any(|d| usize::from(*d) % 60 == step) {
+                let side = usize::from(*o) % 2;
+                let open: Vec<ConnId> = w.cores[side]
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.is_open())
+                    .map(|(id, _)| *id)
+                    .collect();
+                if let Some(id) = open.first() {
+                    w.inflight.push(Msg::Closed(side, *id));
+                }
+            }
+            for c in &w.cores {
+                if let Err(e) = check_invariants(c) {
+                    return Err(TestCaseError::fail(e));
+                }
+            }
+        }
+        // Deliver the rest in order, running timers until nothing is left to do.
+        for _ in 0..200 {
+            while !w.inflight.is_empty() {
+                w.deliver(now, 0);
+            }
+            let next = w.cores.iter().filter_map(SwarmCore::poll_timeout).min();
+            let Some(t) = next else { break };
+            if t > now + Duration::from_secs(3600) {
+                break;
+            }
+            now = now.max(t);
+            for c in &mut w.cores {
+                c.handle_timeout(now);
+            }
+            w.collect();
+        }
+        prop_assert!(w.inflight.is_empty());
+        let open = |side: usize| -> Vec<ConnId> {
+            w.cores[side]
+                .conns
+                .iter()
+                .filter(|(_, c)| c.is_open())
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let (oa, ob) = (open(0), open(1));
+        prop_assert!(oa.len() <= 1 && ob.len() <= 1, "{oa:?} {ob:?}");
+        prop_assert_eq!(oa.len(), ob.len(), "one side holds a connection the other lost");
+        if let (Some(x), Some(y)) = (oa.first(), ob.first()) {
+            prop_assert_eq!(w.other_end(0, *x), Some((1, *y)), "different survivors");
+            // Without drops the two first dials crossed: the larger key's dial survives.
+            let dialler = if w.cores[0].conns.get(x).is_some_and(|c| c.client) { a } else { b };
+            if drops.is_empty() {
+                prop_assert_eq!(dialler, a.max(b), "the smaller key's dial survived");
+            }
+        }
+        // Explicit peers keep retrying: they end up connected.
+        prop_assert_eq!(oa.len(), 1, "explicit peers reconnect");
     }
 }
