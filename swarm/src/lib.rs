@@ -11,7 +11,7 @@
 //! (connections with their peer, bans, flushes settled). Every table is bounded; the bounds
 //! are below, beside the JS constants they stand for. No input sequence panics.
 //!
-//! Files: `core.rs` (topics, flushes, timers, API), `connect.rs` (dials, incoming, duplicate
+//! Files: `core.rs` (topics, timers, API), `flush.rs` (flushes), `connect.rs` (dials, incoming, duplicate
 //! rule), `discovery.rs` (per-topic state), `peer.rs` (peer state, queue, retry timers),
 //! `types.rs` (inputs and outputs).
 
@@ -29,6 +29,7 @@
 mod connect;
 mod core;
 pub mod discovery;
+mod flush;
 pub mod peer;
 mod types;
 
