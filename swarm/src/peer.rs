@@ -291,8 +291,20 @@ impl BulkTimer {
     }
 
     fn add(&mut self, now: Instant, key: PublicKey) {
-        if self.next_tick.is_none() {
-            self.next_tick = Some(now + self.interval);
+        match self.next_tick {
+            None => self.next_tick = Some(now + self.interval),
+            // The interval kept running while idle (JS `setInterval`): those ticks did
+            // nothing, so move the phase to the first tick after `now`.
+            Some(at) if at <= now && self.next.is_empty() && self.pending.is_empty() => {
+                let behind = now.saturating_duration_since(at).as_nanos();
+                let steps = behind / self.interval.as_nanos().max(1) + 1;
+                let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+                self.next_tick = Some(
+                    at.checked_add(self.interval.saturating_mul(steps))
+                        .unwrap_or(now + self.interval),
+                );
+            }
+            Some(_) => {}
         }
         self.pending.push(key);
     }

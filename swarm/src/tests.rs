@@ -728,3 +728,91 @@ fn explicit_peers_shrink_the_connection_budget() {
     c.handle_lookup_peers(now, topic(1), r, &[record(50)]);
     assert!(dials(&actions(&mut c)).is_empty());
 }
+
+#[test]
+fn flush_settles_at_once_when_the_swarm_is_at_its_limits() {
+    let now = Instant::now();
+    let mut c = core_with(1, |o| o.max_peers = 1);
+    c.join(now, topic(1), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no lookup"));
+    c.handle_lookup_peers(now, topic(1), r, &[record(2), record(3)]);
+    let d = dials(&actions(&mut c));
+    assert_eq!(d.len(), 1, "max_peers 1: one connection at a time");
+    c.handle_opened(now, d[0].0);
+    c.handle_refresh_done(now, topic(1), r);
+    let f = c.flush(now).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.queued(), 1, "a peer still queued");
+    assert!(events(&mut c).contains(&Event::Flushed { flush: f, ok: true }));
+}
+
+#[test]
+fn a_dropped_peer_found_again_is_reset_and_dialled() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut c = core(1);
+    c.join(now, topic(1), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no lookup"));
+    c.handle_lookup_peers(now, topic(1), r, &[record(2)]);
+    let mut conn = dials(&actions(&mut c))[0].0;
+    for _ in 0..3 {
+        c.handle_closed(now, conn, None);
+        let until = now + Duration::from_secs(60);
+        conn = run_until(&mut c, &mut now, until)[0].1;
+    }
+    c.handle_closed(now, conn, None);
+    let until = now + Duration::from_secs(3600);
+    assert!(
+        run_until(&mut c, &mut now, until).is_empty(),
+        "dropped after 4 failures"
+    );
+    // JS `_handlePeer`: a rediscovered low-priority peer is reset and queued again.
+    c.handle_refresh_done(now, topic(1), r);
+    c.handle_network_change(now);
+    let r2 = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no lookup"));
+    c.handle_lookup_peers(now, topic(1), r2, &[record(2)]);
+    assert_eq!(dials(&actions(&mut c)).len(), 1);
+    assert_eq!(c.peer(&key(2)).map(|p| p.attempts), Some(0));
+}
+
+#[test]
+fn a_connection_that_lived_fifteen_seconds_retries_fast() {
+    let t0 = Instant::now();
+    for (lived, want) in [
+        (Duration::from_secs(20), Backoff::S),
+        (Duration::from_secs(1), Backoff::M),
+    ] {
+        let mut now = t0;
+        let mut c = core(1);
+        c.join(now, topic(1), client_only())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no lookup"));
+        c.handle_lookup_peers(now, topic(1), r, &[record(2)]);
+        let mut conn = dials(&actions(&mut c))[0].0;
+        // Two connections, each living `lived`: short ones climb to attempts 2 (proven: M).
+        for round in 0..2 {
+            c.handle_opened(now, conn);
+            now += lived;
+            c.handle_closed(now, conn, None);
+            let p = c.peer(&key(2)).unwrap_or_else(|| panic!("peer gone"));
+            let expect = if lived >= Duration::from_secs(15) {
+                1
+            } else {
+                round + 1
+            };
+            assert_eq!(p.attempts, expect);
+            let closed_at = now;
+            let until = now + Duration::from_secs(60);
+            let got = run_until(&mut c, &mut now, until);
+            assert_eq!(got.len(), 1);
+            if round == 1 {
+                let tick = c.retry_tick_interval(want);
+                let delay = got[0].0 - closed_at;
+                assert!(delay >= tick && delay <= tick * 2, "{want:?} {delay:?}");
+            }
+            now = got[0].0;
+            conn = got[0].1;
+        }
+    }
+}
