@@ -654,6 +654,10 @@ impl SwarmCore {
             p.queued = false;
             p.waiting = false;
         }
+        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.maybe_delete_peer(&key);
+        }
         for w in std::mem::take(&mut self.flush_waits) {
             self.events.push_back(Event::Flushed {
                 flush: w.id,

@@ -289,8 +289,24 @@ proptest! {
         for id in std::mem::take(&mut d.closes) {
             c.handle_closed(now, id, None);
         }
+        for id in std::mem::take(&mut d.live) {
+            c.handle_closed(now, id, None);
+        }
+        for id in std::mem::take(&mut d.checks) {
+            c.handle_closed(now, id, None);
+        }
+        d.absorb(&mut c)?;
+        for id in std::mem::take(&mut d.closes) {
+            c.handle_closed(now, id, None);
+        }
         prop_assert_eq!(c.connection_count(), 0);
         prop_assert_eq!(c.connecting(), 0);
+        prop_assert!(c.conns.is_empty(), "connections left: {:?}", c.conns);
+        prop_assert!(c.by_key.is_empty());
+        prop_assert_eq!(c.queued(), 0);
+        prop_assert_eq!(c.retry_waiting(), 0);
+        prop_assert!(c.poll_timeout().is_none());
+        prop_assert!(c.peers.values().all(|p| p.banned), "only bans outlive destroy");
         if let Err(e) = check_invariants(&c) {
             return Err(TestCaseError::fail(e));
         }
