@@ -11,6 +11,28 @@
 //! (connections with their peer, bans, flushes settled). Every table is bounded; the bounds
 //! are below, beside the JS constants they stand for. No input sequence panics.
 //!
+//! A driver's loop, with the DHT's answers made up:
+//!
+//! ```
+//! use std::time::Instant;
+//! use swarm::{Action, Event, JoinOptions, Options, PeerRecord, PublicKey, SwarmCore, Topic};
+//!
+//! let now = Instant::now();
+//! let mut core = SwarmCore::new(Options::new(PublicKey([1; 32])));
+//! let client = JoinOptions { server: false, client: true, limit: None };
+//! core.join(now, Topic([7; 32]), client).unwrap();
+//! let Some(Action::Lookup { topic, refresh, .. }) = core.poll_action() else { panic!() };
+//! // The lookup's replies name one peer: the core dials it.
+//! let peer = PeerRecord { public_key: PublicKey([2; 32]), relay_addresses: vec![] };
+//! core.handle_lookup_peers(now, topic, refresh, &[peer]);
+//! core.handle_refresh_done(now, topic, refresh);
+//! let Some(Action::Dial { conn, remote, .. }) = core.poll_action() else { panic!() };
+//! assert_eq!(remote, PublicKey([2; 32]));
+//! core.handle_opened(now, conn);
+//! assert!(matches!(core.poll_event(), Some(Event::Connection { peer, .. }) if peer.client));
+//! // Sleep until `core.poll_timeout()`, then `core.handle_timeout(now)`, and so on.
+//! ```
+//!
 //! Files: `core.rs` (topics, timers, API), `flush.rs` (flushes), `connect.rs` (dials, incoming, duplicate
 //! rule), `discovery.rs` (per-topic state), `peer.rs` (peer state, queue, retry timers),
 //! `types.rs` (inputs and outputs).

@@ -816,3 +816,62 @@ fn a_connection_that_lived_fifteen_seconds_retries_fast() {
         }
     }
 }
+
+#[test]
+fn a_session_flush_waits_for_listening_and_its_topic_walk_only() {
+    let now = Instant::now();
+    let mut c = core(1);
+    let busy = c
+        .join(now, topic(2), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = c
+        .join(now, topic(1), JoinOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let busy_walk = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no lookup"));
+    let f = c.session_flushed(now, s).unwrap_or_else(|e| panic!("{e}"));
+    assert!(events(&mut c).is_empty(), "not listening yet");
+    c.handle_listening(now);
+    let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no announce"));
+    assert!(events(&mut c).is_empty(), "announce running");
+    c.handle_refresh_done(now, topic(1), r);
+    assert_eq!(events(&mut c), vec![Event::Flushed { flush: f, ok: true }]);
+    // The other topic's walk is still running: its own flush waits.
+    let g = c
+        .session_flushed(now, busy)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(events(&mut c).is_empty());
+    c.handle_refresh_done(now, topic(2), busy_walk);
+    assert_eq!(events(&mut c), vec![Event::Flushed { flush: g, ok: true }]);
+}
+
+#[test]
+fn update_session_switches_the_mode() {
+    let now = Instant::now();
+    let mut c = core(1);
+    let s = c
+        .join(now, topic(1), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no lookup"));
+    let both = JoinOptions::default();
+    c.update_session(now, s, both)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let acts = actions(&mut c);
+    assert!(acts.contains(&Action::CancelQuery {
+        topic: topic(1),
+        refresh: r
+    }));
+    assert!(acts.contains(&Action::Listen));
+    let neither = JoinOptions {
+        server: false,
+        client: false,
+        limit: None,
+    };
+    assert_eq!(
+        c.update_session(now, s, neither),
+        Err(SwarmError::NeitherClientNorServer)
+    );
+    assert_eq!(
+        c.update_session(now, SessionId(9999), both),
+        Err(SwarmError::UnknownSession)
+    );
+}
