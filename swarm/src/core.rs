@@ -471,8 +471,19 @@ impl SwarmCore {
         }
     }
 
-    /// A topic's walk ended (the query's iterator finished or failed).
+    /// A topic's walk completed (JS: the query's iterator finished). The next refresh is
+    /// scheduled; a completed lookup has also done the unannounce it carried.
     pub fn handle_refresh_done(&mut self, now: Instant, topic: Topic, refresh: RefreshId) {
+        self.refresh_over(now, topic, refresh, true);
+    }
+
+    /// A topic's walk failed (JS: the query threw). The next refresh is scheduled all the
+    /// same; an unannounce it carried is still owed, so the next lookup carries it again.
+    pub fn handle_refresh_failed(&mut self, now: Instant, topic: Topic, refresh: RefreshId) {
+        self.refresh_over(now, topic, refresh, false);
+    }
+
+    fn refresh_over(&mut self, now: Instant, topic: Topic, refresh: RefreshId, ok: bool) {
         let Some(d) = self.discoveries.get_mut(&topic) else {
             return;
         };
@@ -483,7 +494,7 @@ impl SwarmCore {
             return;
         }
         d.refresh = None;
-        if !announcing {
+        if ok && !announcing {
             d.needs_unannounce = false;
         }
         if !self.destroyed {

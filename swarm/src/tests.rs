@@ -875,3 +875,66 @@ fn update_session_switches_the_mode() {
         Err(SwarmError::UnknownSession)
     );
 }
+
+#[test]
+fn a_failed_lookup_still_owes_its_unannounce() {
+    let now = Instant::now();
+    let mut c = core(1);
+    let server = c
+        .join(
+            now,
+            topic(1),
+            JoinOptions {
+                server: true,
+                client: false,
+                limit: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.join(now, topic(1), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.handle_listening(now);
+    let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no announce"));
+    c.handle_refresh_done(now, topic(1), r);
+    c.leave_session(now, server)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let acts = actions(&mut c);
+    assert!(matches!(
+        acts.as_slice(),
+        [Action::Lookup {
+            unannounce: true,
+            ..
+        }]
+    ));
+    let r = lookup_of(&acts).unwrap_or_else(|| panic!("no lookup"));
+    c.handle_refresh_failed(now, topic(1), r);
+    let due = c
+        .poll_timeout()
+        .unwrap_or_else(|| panic!("no refresh scheduled"));
+    c.handle_timeout(due);
+    let acts = actions(&mut c);
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [Action::Lookup {
+                unannounce: true,
+                ..
+            }]
+        ),
+        "{acts:?}"
+    );
+    let r = lookup_of(&acts).unwrap_or_else(|| panic!("no lookup"));
+    c.handle_refresh_done(due, topic(1), r);
+    c.handle_network_change(due);
+    let acts = actions(&mut c);
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [Action::Lookup {
+                unannounce: false,
+                ..
+            }]
+        ),
+        "{acts:?}"
+    );
+}

@@ -174,7 +174,11 @@ fn step(c: &mut SwarmCore, d: &mut Driver, now: &mut Instant, op: Op) {
         Op::RefreshDone(i) => {
             if let Some((i, (t, r))) = pick(&d.refreshes, i) {
                 d.refreshes.remove(i);
-                c.handle_refresh_done(n, t, r);
+                if i % 3 == 2 {
+                    c.handle_refresh_failed(n, t, r);
+                } else {
+                    c.handle_refresh_done(n, t, r);
+                }
             }
         }
         Op::Listening => c.handle_listening(n),
