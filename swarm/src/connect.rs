@@ -177,6 +177,7 @@ impl SwarmCore {
         let relay_addresses = p.relay_addresses.clone();
         // JS `toRelayFunction`: the relay when forced or when our NAT is randomized.
         let relay_through = self.opts.relay_through.filter(|_| force || self.randomized);
+        self.stats.client_attempted += 1;
         self.actions.push_back(Action::Dial {
             conn: id,
             remote: key,
@@ -238,6 +239,7 @@ impl SwarmCore {
     fn ban(&mut self, key: PublicKey, reason: CloseReason) {
         if let Some(p) = self.upsert_existing(key) {
             p.banned = true;
+            self.stats.banned_peers += 1;
             self.events.push_back(Event::Ban {
                 remote: key,
                 reason,
@@ -266,6 +268,7 @@ impl SwarmCore {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = State::Open;
         }
+        self.stats.client_opened += 1;
         self.connect_done(now);
         self.open += 1;
         let Some(p) = self.peers.get_mut(&key) else {
@@ -303,7 +306,7 @@ impl SwarmCore {
             State::Checking => {
                 // Never dialled: an abort, not a disconnect.
                 self.conns.insert(conn, c);
-                self.handle_firewall_verdict_abort(now, conn);
+                self.handle_firewall_verdict_abort(conn);
                 self.attempt(now);
                 return;
             }
@@ -320,6 +323,7 @@ impl SwarmCore {
         } else if c.counted {
             self.forget_key(key, conn);
             self.server_connections = self.server_connections.saturating_sub(1);
+            self.stats.server_closed += 1;
             self.maybe_delete_peer(&key);
             self.attempt(now);
         }
@@ -347,6 +351,7 @@ impl SwarmCore {
             }
             self.connect_done(now);
         }
+        self.stats.client_closed += 1;
         self.forget_key(key, conn);
         self.client_connections = self.client_connections.saturating_sub(1);
         let requeue = self.should_requeue(&key);
@@ -431,11 +436,15 @@ impl SwarmCore {
                     .push_back(Action::SendKeepAlive { conn: existing });
                 return self.close(id, CloseReason::Duplicate);
             }
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.state = State::AwaitingSwap { old: existing };
-            }
+            let checking = e.state == State::Checking;
             self.close(existing, CloseReason::Duplicate);
-            return;
+            if !checking {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.state = State::AwaitingSwap { old: existing };
+                }
+                return;
+            }
+            // An attempt still waiting for its firewall verdict is dropped at once.
         }
         let total = self.by_key.len();
         if self.server_connections >= self.opts.max_server_connections
@@ -454,6 +463,7 @@ impl SwarmCore {
         self.by_key.insert(remote, id);
         self.open += 1;
         self.server_connections += 1;
+        self.stats.server_opened += 1;
         let Some(p) = self.peers.get_mut(&remote) else {
             return;
         };
@@ -462,7 +472,7 @@ impl SwarmCore {
         self.events.push_back(Event::Connection { conn: id, peer });
     }
 
-    fn handle_firewall_verdict_abort(&mut self, now: Instant, conn: ConnId) {
+    fn handle_firewall_verdict_abort(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -472,7 +482,6 @@ impl SwarmCore {
         if c.queued {
             self.flush_maybe(&c.remote);
         }
-        let _ = now;
     }
 
     /// Sends `Close` once and marks the connection closing.
@@ -484,10 +493,8 @@ impl SwarmCore {
             return;
         }
         if c.state == State::Checking {
-            // Never dialled: nothing for the driver to close.
-            c.state = State::Closing { was_open: false };
-            self.actions.push_back(Action::Close { conn: id, reason });
-            return;
+            // Never dialled: nothing for the driver to close; a later verdict is ignored.
+            return self.handle_firewall_verdict_abort(id);
         }
         let was_open = c.state == State::Open;
         c.state = State::Closing { was_open };

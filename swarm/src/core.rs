@@ -45,6 +45,7 @@ pub struct SwarmCore {
     pub(crate) pending_flushes: Vec<PendingFlush>,
     pub(crate) flush_tick: u64,
     pub(crate) draining: bool,
+    pub(crate) stats: crate::types::Stats,
     next_id: u64,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) events: VecDeque<Event>,
@@ -54,7 +55,7 @@ impl SwarmCore {
     /// JS `new Hyperswarm(opts)` (the retry timers' random periods are drawn here).
     pub fn new(opts: Options) -> Self {
         let mut rng = Rng::new(opts.seed);
-        let timer = RetryTimer::new(&mut rng);
+        let timer = RetryTimer::new(&mut rng, opts.backoffs_ms, opts.backoff_jitter_ms);
         SwarmCore {
             opts,
             rng,
@@ -76,6 +77,7 @@ impl SwarmCore {
             pending_flushes: Vec::new(),
             flush_tick: 0,
             draining: false,
+            stats: crate::types::Stats::default(),
             next_id: 0,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -136,6 +138,11 @@ impl SwarmCore {
     /// Peers waiting in the retry timers.
     pub fn retry_waiting(&self) -> usize {
         self.timer.len()
+    }
+
+    /// JS `swarm.stats`.
+    pub fn stats(&self) -> crate::types::Stats {
+        self.stats
     }
 
     /// Whether `destroy` was called.

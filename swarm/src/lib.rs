@@ -62,7 +62,7 @@ pub use crate::core::SwarmCore;
 pub use crate::peer::{Backoff, PeerInfo, select_backoff};
 pub use crate::types::{
     Action, CloseReason, ConnError, ConnId, Event, FlushId, JoinOptions, Options, PeerRecord,
-    PeerSnapshot, PublicKey, RefreshId, SessionId, SwarmError, Topic,
+    PeerSnapshot, PublicKey, RefreshId, SessionId, Stats, SwarmError, Topic,
 };
 
 /// JS `MAX_PEERS`: connections (open or pending) the swarm aims for, divided by the explicit

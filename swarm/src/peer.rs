@@ -351,7 +351,7 @@ impl BulkTimer {
 /// JS `RetryTimer`: four bulk timers whose periods carry a random addition chosen once (per
 /// process in JS, per core here).
 #[derive(Clone, Debug)]
-pub(crate) struct RetryTimer {
+pub struct RetryTimer {
     s: BulkTimer,
     m: BulkTimer,
     l: BulkTimer,
@@ -359,19 +359,25 @@ pub(crate) struct RetryTimer {
 }
 
 impl RetryTimer {
-    /// Periods as JS computes them: `BACKOFF_* + round(k * JITTER * random)` for the module
-    /// constants, then `+ round(JITTER * random)` again in the constructor.
-    pub(crate) fn new(rng: &mut Rng) -> Self {
+    /// Periods as JS computes them: the module's `BACKOFF_*` constants carry a random
+    /// addition (S +0-500, M +0-1000, L +0-2000, X +0-120000 ms) unless `backoffs` is given,
+    /// then the constructor adds `round(jitter * random)` to each.
+    pub(crate) fn new(rng: &mut Rng, backoffs: Option<[u64; 4]>, jitter: u64) -> Self {
         let j = BACKOFF_JITTER_MS;
-        let s = BACKOFF_S_MS + rng.up_to(j) + rng.up_to(j);
-        let m = BACKOFF_M_MS + rng.up_to(2 * j) + rng.up_to(j);
-        let l = BACKOFF_L_MS + rng.up_to(4 * j) + rng.up_to(j);
-        let x = BACKOFF_X_MS + rng.up_to(240 * j) + rng.up_to(j);
+        let [s, m, l, x] = backoffs.unwrap_or_else(|| {
+            [
+                BACKOFF_S_MS + rng.up_to(j),
+                BACKOFF_M_MS + rng.up_to(2 * j),
+                BACKOFF_L_MS + rng.up_to(4 * j),
+                BACKOFF_X_MS + rng.up_to(240 * j),
+            ]
+        });
+        let mut t = |base: u64| BulkTimer::new(base.saturating_add(rng.up_to(jitter)));
         RetryTimer {
-            s: BulkTimer::new(s),
-            m: BulkTimer::new(m),
-            l: BulkTimer::new(l),
-            x: BulkTimer::new(x),
+            s: t(s),
+            m: t(m),
+            l: t(l),
+            x: t(x),
         }
     }
 

@@ -80,6 +80,11 @@ pub struct Options {
     pub firewall_outgoing: bool,
     /// Seed of the core's randomness (jitter, queue shuffling). JS uses `Math.random`.
     pub seed: u64,
+    /// JS `opts.backoffs`: the S, M, L, X retry periods in ms. `None`: JS's defaults, each
+    /// with its random addition (see [`crate::peer::RetryTimer`]). Tests shorten them.
+    pub backoffs_ms: Option<[u64; 4]>,
+    /// JS `opts.jitter`: up to this many ms added to each period once, at construction.
+    pub backoff_jitter_ms: u64,
 }
 
 impl Options {
@@ -94,6 +99,8 @@ impl Options {
             relay_through: None,
             firewall_outgoing: false,
             seed: 0,
+            backoffs_ms: None,
+            backoff_jitter_ms: crate::peer::BACKOFF_JITTER_MS,
         }
     }
 }
@@ -283,6 +290,23 @@ pub enum Event {
         /// JS's resolved value.
         ok: bool,
     },
+}
+
+/// Counters (JS `swarm.stats`, less `updates`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// JS `connects.client.attempted`: dials sent.
+    pub client_attempted: u64,
+    /// JS `connects.client.opened`.
+    pub client_opened: u64,
+    /// JS `connects.client.closed`: dials that closed, opened or not.
+    pub client_closed: u64,
+    /// JS `connects.server.opened`.
+    pub server_opened: u64,
+    /// JS `connects.server.closed`.
+    pub server_closed: u64,
+    /// JS `bannedPeers`: bans made.
+    pub banned_peers: u64,
 }
 
 /// Calls the core refuses.

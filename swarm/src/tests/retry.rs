@@ -244,3 +244,47 @@ fn a_dropped_peer_found_again_is_reset_and_dialled() {
     assert_eq!(dials(&actions(&mut c)).len(), 1);
     assert_eq!(c.peer(&key(2)).map(|p| p.attempts), Some(0));
 }
+
+#[test]
+fn backoffs_and_jitter_options_replace_js_defaults() {
+    let c = core_with(1, |o| {
+        o.backoffs_ms = Some([100, 200, 300, 400]);
+        o.backoff_jitter_ms = 0;
+    });
+    for (b, ms) in [
+        (Backoff::S, 66),
+        (Backoff::M, 132),
+        (Backoff::L, 198),
+        (Backoff::X, 264),
+    ] {
+        assert_eq!(c.retry_tick_interval(b), Duration::from_millis(ms));
+    }
+    let c = core_with(1, |o| {
+        o.backoffs_ms = Some([100, 200, 300, 400]);
+        o.backoff_jitter_ms = 50;
+    });
+    let s = c.retry_tick_interval(Backoff::S).as_millis();
+    assert!((66..=99).contains(&s), "{s}");
+}
+
+#[test]
+fn stats_count_like_js() {
+    let now = Instant::now();
+    let mut c = core(1);
+    c.join_peer(now, key(2)).unwrap_or_else(|e| panic!("{e}"));
+    let d = dials(&actions(&mut c));
+    c.handle_opened(now, d[0].0);
+    c.handle_closed(now, d[0].0, None);
+    let inc = c.handle_incoming(now, key(3));
+    c.handle_closed(now, inc, None);
+    c.handle_inbound_firewall(key(4), true);
+    let st = c.stats();
+    assert_eq!(
+        (st.client_attempted, st.client_opened, st.client_closed),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (st.server_opened, st.server_closed, st.banned_peers),
+        (1, 1, 1)
+    );
+}
