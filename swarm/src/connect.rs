@@ -63,7 +63,7 @@ impl SwarmCore {
     }
 
     fn should_connect_explicit(&self) -> bool {
-        !self.destroyed && self.connecting < self.opts.max_parallel
+        !self.destroyed && !self.suspended && self.connecting < self.opts.max_parallel
     }
 
     fn should_connect(&self) -> bool {
@@ -77,6 +77,9 @@ impl SwarmCore {
         let Some(p) = self.peers.get(key) else {
             return false;
         };
+        if self.suspended {
+            return false;
+        }
         p.explicit || (!self.destroyed && p.topics.iter().any(|t| self.discoveries.contains_key(t)))
     }
 
@@ -91,7 +94,7 @@ impl SwarmCore {
     /// JS `_attemptClientConnections`: explicit peers first (at most 5 attempts, spaced
     /// `attempts` seconds after the last disconnect), then the queue by priority.
     pub(crate) fn attempt(&mut self, now: Instant) {
-        if self.draining {
+        if self.draining || self.suspended {
             return;
         }
         self.draining = true;
@@ -416,6 +419,9 @@ impl SwarmCore {
         };
         if self.destroyed {
             return self.close(id, CloseReason::Destroyed);
+        }
+        if self.suspended {
+            return self.close(id, CloseReason::Suspended);
         }
         let banned = self.peers.get(&remote).is_some_and(|p| p.banned);
         if remote == self.opts.public_key || banned {

@@ -22,6 +22,8 @@ pub struct SwarmCore {
     pub(crate) opts: Options,
     pub(crate) rng: Rng,
     pub(crate) destroyed: bool,
+    /// JS `suspended`.
+    pub(crate) suspended: bool,
     /// JS `dht.randomized`: our NAT is randomized, so dials go through `relay_through`.
     pub(crate) randomized: bool,
     /// `None`: never asked; `Some(false)`: `Listen` sent; `Some(true)`: listening.
@@ -60,6 +62,7 @@ impl SwarmCore {
             opts,
             rng,
             destroyed: false,
+            suspended: false,
             randomized: false,
             listening: None,
             peers: HashMap::new(),
@@ -168,7 +171,7 @@ impl SwarmCore {
 
     /// Runs the retry timers (JS `_requeue`) and topic refresh timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.destroyed {
+        if self.destroyed || self.suspended {
             return;
         }
         let batch = self.timer.tick(now);
@@ -345,6 +348,9 @@ impl SwarmCore {
     /// JS `discovery.refresh()` (also `session.refresh()`): a walk of the same mode already in
     /// flight is joined; a change of mode cancels it and starts a new one.
     pub(crate) fn refresh(&mut self, now: Instant, topic: Topic) {
+        if self.suspended {
+            return; // JS: a suspended discovery does not walk; `resume` refreshes
+        }
         let listening = self.listening;
         let Some(d) = self.discoveries.get_mut(&topic) else {
             return;
@@ -513,7 +519,7 @@ impl SwarmCore {
 
     /// JS `_handleNetworkChange`: keepalive on every connection, refresh every topic.
     pub fn handle_network_change(&mut self, now: Instant) {
-        if self.destroyed {
+        if self.destroyed || self.suspended {
             return;
         }
         let mut ids: Vec<ConnId> = self.by_key.values().copied().collect();
@@ -640,6 +646,75 @@ impl SwarmCore {
         p.flush_tick = tick;
         self.queue.add(key, p.priority);
         self.attempt(now);
+    }
+
+    /// JS `suspend()`: stop every topic's walk and timer (unannouncing what was announced),
+    /// destroy every connection, empty the queue and the retry timers, and ask the driver to
+    /// suspend the server and the DHT. Nothing is dialled until [`Self::resume`].
+    pub fn suspend(&mut self, now: Instant) {
+        if self.destroyed || self.suspended {
+            return;
+        }
+        self.suspended = true;
+        self.actions.push_back(Action::Suspend);
+        for topic in self.topics() {
+            let Some(d) = self.discoveries.get_mut(&topic) else {
+                continue;
+            };
+            d.timer = None;
+            let owed = std::mem::take(&mut d.needs_unannounce);
+            if let Some(r) = d.refresh.take() {
+                if let Refresh::Query { id, .. } = r {
+                    self.actions
+                        .push_back(Action::CancelQuery { topic, refresh: id });
+                }
+                self.refresh_ended(r.id());
+            }
+            if owed {
+                self.actions.push_back(Action::Unannounce { topic });
+            }
+        }
+        let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        ids.sort();
+        for conn in ids {
+            self.close(conn, crate::types::CloseReason::Suspended);
+        }
+        // JS builds a new RetryTimer and queue; it leaves `queued` set on the peers, which
+        // would keep them out of the new queue for good, so the flags are cleared here.
+        self.timer = RetryTimer::new(
+            &mut self.rng,
+            self.opts.backoffs_ms,
+            self.opts.backoff_jitter_ms,
+        );
+        self.queue.clear();
+        for p in self.peers.values_mut() {
+            p.queued = false;
+            p.waiting = false;
+        }
+        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.maybe_delete_peer(&key);
+        }
+        self.settle_flush_waits(now);
+    }
+
+    /// JS `resume()`: the driver resumes the DHT and the server, every topic refreshes, the
+    /// explicit peers and the queue are dialled again.
+    pub fn resume(&mut self, now: Instant) {
+        if self.destroyed || !self.suspended {
+            return;
+        }
+        self.suspended = false;
+        self.actions.push_back(Action::Resume);
+        for topic in self.topics() {
+            self.refresh(now, topic);
+        }
+        self.attempt(now);
+    }
+
+    /// Whether `suspend` holds.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
     }
 
     /// JS `destroy()`: stop every topic (unannouncing), close the server and every connection,

@@ -708,3 +708,53 @@ fn a_failed_lookup_still_owes_its_unannounce() {
         "{acts:?}"
     );
 }
+
+#[test]
+fn suspend_closes_everything_and_resume_walks_and_dials_again() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut c = core(1);
+    c.join(now, topic(1), JoinOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.handle_listening(now);
+    let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no announce"));
+    c.handle_lookup_peers(now, topic(1), r, &[record(2)]);
+    let d = dials(&actions(&mut c));
+    c.handle_opened(now, d[0].0);
+    let inc = c.handle_incoming(now, key(3));
+    c.suspend(now);
+    let acts = actions(&mut c);
+    assert!(acts.contains(&Action::Suspend));
+    assert!(acts.contains(&Action::CancelQuery {
+        topic: topic(1),
+        refresh: r
+    }));
+    assert!(acts.contains(&Action::Unannounce { topic: topic(1) }));
+    for conn in [d[0].0, inc] {
+        assert!(acts.contains(&Action::Close {
+            conn,
+            reason: CloseReason::Suspended
+        }));
+        c.handle_closed(now, conn, None);
+    }
+    // Suspended: no retries, no walks, incoming refused.
+    let until = now + Duration::from_secs(3600);
+    assert!(run_until(&mut c, &mut now, until).is_empty());
+    let late = c.handle_incoming(now, key(4));
+    assert!(actions(&mut c).contains(&Action::Close {
+        conn: late,
+        reason: CloseReason::Suspended
+    }));
+    c.handle_closed(now, late, None);
+    c.resume(now);
+    let acts = actions(&mut c);
+    assert_eq!(acts.first(), Some(&Action::Resume));
+    let r2 = lookup_of(&acts).unwrap_or_else(|| panic!("no walk after resume"));
+    c.handle_lookup_peers(now, topic(1), r2, &[record(2)]);
+    assert_eq!(
+        dials(&actions(&mut c)).len(),
+        1,
+        "found again, dialled again"
+    );
+    check_invariants(&c).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -162,6 +162,9 @@ pub enum CloseReason {
     /// JS `ERR_FIREWALL`: the firewall refused the peer.
     #[error("Peer is firewalled")]
     Firewalled,
+    /// JS `suspend()` destroys every connection.
+    #[error("Swarm is suspended")]
+    Suspended,
     /// The connection would exceed a connection limit of this swarm.
     #[error("Connection limit reached")]
     Limit,
@@ -238,6 +241,11 @@ pub enum Action {
     },
     /// JS `server.close()` in `destroy()`.
     CloseServer,
+    /// JS `suspend()`: suspend the server and the DHT node (`server.suspend()`,
+    /// `dht.suspend()`).
+    Suspend,
+    /// JS `resume()`: resume the DHT node and the server.
+    Resume,
 }
 
 /// A copy of a peer's state as the application sees it (JS `PeerInfo`).

@@ -34,6 +34,8 @@ enum Op {
     SetBanned(u8, bool),
     SetReconnecting(u8, bool),
     UpdateSession(u8, bool, bool),
+    Suspend,
+    Resume,
     Destroy,
 }
 
@@ -62,6 +64,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         3 => Just(Op::DeliverCloses),
         1 => any::<bool>().prop_map(Op::Randomized),
+        1 => Just(Op::Suspend),
+        2 => Just(Op::Resume),
         1 => (1u8..9, proptest::bool::weighted(0.3)).prop_map(|(k, b)| Op::SetBanned(k, b)),
         1 => (1u8..9, any::<bool>()).prop_map(|(k, b)| Op::SetReconnecting(k, b)),
         1 => (any::<u8>(), any::<bool>(), any::<bool>())
@@ -252,6 +256,8 @@ fn step(c: &mut SwarmCore, d: &mut Driver, now: &mut Instant, op: Op) {
                 let _ = c.update_session(n, s, opts);
             }
         }
+        Op::Suspend => c.suspend(n),
+        Op::Resume => c.resume(n),
         Op::Destroy => c.destroy(n),
     }
 }
