@@ -112,7 +112,7 @@ impl SwarmCore {
             if p.attempts >= 5 || recent {
                 continue;
             }
-            self.connect(now, key, false);
+            self.connect(key, false);
         }
         while !self.queue.is_empty() && self.should_connect() {
             let Some(key) = self.queue.shift(&mut self.rng) else {
@@ -121,7 +121,7 @@ impl SwarmCore {
             if let Some(p) = self.peers.get_mut(&key) {
                 p.queued = false;
             }
-            self.connect(now, key, true);
+            self.connect(key, true);
         }
         self.draining = false;
         if self.connecting == 0 {
@@ -130,7 +130,7 @@ impl SwarmCore {
     }
 
     /// JS `_connect(peerInfo, queued)`.
-    fn connect(&mut self, now: Instant, key: PublicKey, queued: bool) {
+    fn connect(&mut self, key: PublicKey, queued: bool) {
         let banned = self.peers.get(&key).is_none_or(|p| p.banned);
         if banned || self.by_key.contains_key(&key) || key == self.opts.public_key {
             if queued {
@@ -167,7 +167,6 @@ impl SwarmCore {
         } else {
             self.dial(id);
         }
-        let _ = now;
     }
 
     fn dial(&mut self, id: ConnId) {

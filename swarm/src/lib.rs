@@ -33,6 +33,17 @@
 //! // Sleep until `core.poll_timeout()`, then `core.handle_timeout(now)`, and so on.
 //! ```
 //!
+//! Where the core differs from JS, on purpose:
+//! - with [`Options::firewall_outgoing`] the firewall answers outgoing peers asynchronously
+//!   ([`Action::CheckFirewall`]; JS calls it synchronously and marks async as a TODO); the
+//!   attempt counts against `max_parallel` while it waits;
+//! - `max_server_connections` is enforced and every table has a hard bound (JS: Infinity);
+//! - a peer already waiting in a retry timer is not added twice, a peer released by a timer
+//!   that will not be queued again is forgotten, and `destroy`/`suspend` forget every peer but
+//!   the banned and the connected (JS keeps them until garbage collected by other paths);
+//! - `suspend` clears the peers' `queued` flags along with the queue (JS leaves them set,
+//!   which keeps those peers out of the queue after `resume`).
+//!
 //! Files: `core.rs` (topics, timers, API), `flush.rs` (flushes), `connect.rs` (dials, incoming, duplicate
 //! rule), `discovery.rs` (per-topic state), `peer.rs` (peer state, queue, retry timers),
 //! `types.rs` (inputs and outputs).
