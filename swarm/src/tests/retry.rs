@@ -288,3 +288,34 @@ fn stats_count_like_js() {
         (1, 1, 1)
     );
 }
+
+#[test]
+fn a_retried_peer_is_dialled_before_fresh_ones() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut c = core_with(1, |o| o.max_parallel = 1);
+    c.join(now, topic(1), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = lookup_of(&actions(&mut c)).unwrap_or_else(|| panic!("no lookup"));
+    c.handle_lookup_peers(now, topic(1), r, &[record(2), record(3), record(4)]);
+    let first = dials(&actions(&mut c));
+    assert_eq!(first.len(), 1);
+    let (x_conn, x) = first[0];
+    // X fails: it waits in the M timer while the next fresh peer Y is dialled and hangs.
+    c.handle_closed(now, x_conn, None);
+    let second = dials(&actions(&mut c));
+    assert_eq!(second.len(), 1);
+    let (y_conn, y) = second[0];
+    assert_ne!(y, x);
+    let until = now + Duration::from_secs(30);
+    assert!(
+        run_until(&mut c, &mut now, until).is_empty(),
+        "the slot is taken"
+    );
+    assert_eq!(c.queued(), 2, "X (very high) and Z (normal) queued");
+    // Y opens: the freed slot goes to X, attempts 1 = VERY_HIGH, before the fresh Z.
+    c.handle_opened(now, y_conn);
+    let third = dials(&actions(&mut c));
+    assert_eq!(third.iter().map(|d| d.1).collect::<Vec<_>>(), vec![x]);
+    assert_eq!(c.peer(&x).map(|p| p.priority), Some(VERY_HIGH_PRIORITY));
+}
