@@ -329,7 +329,7 @@ impl SwarmCore {
     }
 
     /// JS `leave(topic)`: stop the topic's walk and timer, unannounce it if it was announced.
-    pub fn leave(&mut self, _now: Instant, topic: Topic) {
+    pub fn leave(&mut self, now: Instant, topic: Topic) {
         let Some(d) = self.discoveries.remove(&topic) else {
             return;
         };
@@ -343,6 +343,7 @@ impl SwarmCore {
         if d.needs_unannounce {
             self.actions.push_back(Action::Unannounce { topic });
         }
+        self.settle_flush_waits(now);
     }
 
     /// JS `discovery.refresh()` (also `session.refresh()`): a walk of the same mode already in
@@ -384,6 +385,7 @@ impl SwarmCore {
                 });
             }
             self.refresh_ended(old.id());
+            self.settle_flush_waits(now);
         }
         if server && listening.is_none() {
             self.listening = Some(false);
@@ -725,6 +727,14 @@ impl SwarmCore {
         }
         self.destroyed = true;
         self.timer.clear();
+        // Before the topics go, so that their walks ending does not settle them as done.
+        for w in std::mem::take(&mut self.flush_waits) {
+            self.events.push_back(Event::Flushed {
+                flush: w.id,
+                ok: false,
+            });
+        }
+
         let topics = self.topics();
         for topic in topics {
             self.leave(now, topic);
@@ -750,12 +760,6 @@ impl SwarmCore {
         let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
         for key in keys {
             self.maybe_delete_peer(&key);
-        }
-        for w in std::mem::take(&mut self.flush_waits) {
-            self.events.push_back(Event::Flushed {
-                flush: w.id,
-                ok: false,
-            });
         }
         while let Some(f) = self.pending_flushes.pop() {
             self.events.push_back(Event::Flushed {

@@ -758,3 +758,27 @@ fn suspend_closes_everything_and_resume_walks_and_dials_again() {
     );
     check_invariants(&c).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_flush_waiting_on_a_walk_settles_when_the_topic_is_left_or_the_walk_replaced() {
+    let now = Instant::now();
+    let mut c = core(1);
+    c.join(now, topic(1), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = actions(&mut c);
+    let f = c.flush(now).unwrap_or_else(|e| panic!("{e}"));
+    assert!(events(&mut c).is_empty());
+    c.leave(now, topic(1));
+    assert!(events(&mut c).contains(&Event::Flushed { flush: f, ok: true }));
+
+    // A change of mode cancels the walk the flush waited on (JS: the destroyed query ends).
+    let s = c
+        .join(now, topic(2), client_only())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = actions(&mut c);
+    let g = c.session_flushed(now, s).unwrap_or_else(|e| panic!("{e}"));
+    c.handle_listening(now);
+    c.update_session(now, s, JoinOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(events(&mut c).contains(&Event::Flushed { flush: g, ok: true }));
+}
