@@ -96,7 +96,7 @@ impl Discovery {
         } else {
             REFRESH_INTERVAL + jitter
         };
-        self.timer = Some((now + delay, now, delay));
+        self.timer = now.checked_add(delay).map(|at| (at, now, delay));
     }
 
     /// JS `_refresh`'s limit accounting: the peers of the last walk that we are connected to

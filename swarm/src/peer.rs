@@ -292,17 +292,16 @@ impl BulkTimer {
 
     fn add(&mut self, now: Instant, key: PublicKey) {
         match self.next_tick {
-            None => self.next_tick = Some(now + self.interval),
+            None => self.next_tick = now.checked_add(self.interval),
             // The interval kept running while idle (JS `setInterval`): those ticks did
             // nothing, so move the phase to the first tick after `now`.
             Some(at) if at <= now && self.next.is_empty() && self.pending.is_empty() => {
                 let behind = now.saturating_duration_since(at).as_nanos();
                 let steps = behind / self.interval.as_nanos().max(1) + 1;
                 let steps = u32::try_from(steps).unwrap_or(u32::MAX);
-                self.next_tick = Some(
-                    at.checked_add(self.interval.saturating_mul(steps))
-                        .unwrap_or(now + self.interval),
-                );
+                self.next_tick = at
+                    .checked_add(self.interval.saturating_mul(steps))
+                    .or_else(|| now.checked_add(self.interval));
             }
             Some(_) => {}
         }
@@ -317,7 +316,8 @@ impl BulkTimer {
         self.next_tick
     }
 
-    /// Runs the ticks due at `now` (JS `_ontick`), releasing peers into `out`.
+    /// Runs the ticks due at `now` (JS `_ontick`), releasing peers into `out`. A clock at the
+    /// end of `Instant`'s range stops the ticks rather than overflow.
     fn tick(&mut self, now: Instant, out: &mut Vec<PublicKey>) {
         let Some(mut at) = self.next_tick else { return };
         while at <= now {
@@ -326,14 +326,18 @@ impl BulkTimer {
                 let behind = now.saturating_duration_since(at).as_nanos();
                 let steps = behind / self.interval.as_nanos().max(1) + 1;
                 let steps = u32::try_from(steps).unwrap_or(u32::MAX);
-                at = at
+                self.next_tick = at
                     .checked_add(self.interval.saturating_mul(steps))
-                    .unwrap_or(now + self.interval);
-                break;
+                    .or_else(|| now.checked_add(self.interval));
+                return;
             }
             out.append(&mut self.next);
             self.next = std::mem::take(&mut self.pending);
-            at += self.interval;
+            let Some(next) = at.checked_add(self.interval) else {
+                self.next_tick = None;
+                return;
+            };
+            at = next;
         }
         self.next_tick = Some(at);
     }
