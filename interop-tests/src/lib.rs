@@ -7,6 +7,7 @@
 //!   child is killed when the handle is dropped, and every script of ours also exits by itself
 //!   when its stdin closes, so a test process that dies leaves no JS peer behind.
 //! - [`Testnet`] starts `js/testnet.js`: a `hyperdht/testnet` of N nodes bound to 127.0.0.1.
+//! - [`records`]: Rust storage nodes and client operations for the HyperDHT record tests.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddrV4;
@@ -16,6 +17,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
 use serde_json::Value;
+
+pub mod records;
 
 /// Errors of the harness. Tests unwrap them; the message says what to fix.
 #[derive(Debug)]
