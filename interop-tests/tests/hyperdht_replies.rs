@@ -141,6 +141,7 @@ fn announce_value(
     token: &[u8; 32],
     peer: &Peer,
     tamper: bool,
+    bump: u64,
 ) -> Vec<u8> {
     let mut sig = sign_announce(kp, topic, id, token, peer, None);
     if tamper {
@@ -150,7 +151,7 @@ fn announce_value(
         peer: Some(peer.clone()),
         refresh: None,
         signature: Some(sig),
-        bump: 0,
+        bump,
     }
     .to_bytes()
 }
@@ -212,7 +213,7 @@ fn run_script(c: &mut Client, to: SocketAddrV4) -> Transcript {
         .collect();
 
     // announces: without token, with a bad token, tampered, malformed, without target, good
-    let v0 = announce_value(&keys[0], &topic, &id, &token, &peers[0], false);
+    let v0 = announce_value(&keys[0], &topic, &id, &token, &peers[0], false, 0);
     t.push((
         "announce without token",
         c.ask(to, Announce, Some(topic), None, Some(v0.clone())).0,
@@ -222,7 +223,7 @@ fn run_script(c: &mut Client, to: SocketAddrV4) -> Transcript {
         c.ask(to, Announce, Some(topic), Some([7; 32]), Some(v0.clone()))
             .0,
     ));
-    let bad = announce_value(&keys[0], &topic, &id, &token, &peers[0], true);
+    let bad = announce_value(&keys[0], &topic, &id, &token, &peers[0], true, 0);
     t.push((
         "announce with a tampered signature",
         c.ask(to, Announce, Some(topic), Some(token), Some(bad)).0,
@@ -241,14 +242,15 @@ fn run_script(c: &mut Client, to: SocketAddrV4) -> Transcript {
         c.ask(to, Lookup, None, None, None).0,
     ));
     for (i, (k, p)) in keys.iter().zip(&peers).enumerate() {
-        let v = announce_value(k, &topic, &id, &token, p, false);
+        // key 2 bumps the topic (any bump up to the node's clock + 60 s is kept)
+        let v = announce_value(k, &topic, &id, &token, p, false, [0, 1_234, 0][i]);
         let (a, _, _) = c.ask(to, Announce, Some(topic), Some(token), Some(v));
         t.push((["announce key 1", "announce key 2", "announce key 3"][i], a));
     }
     // a record with 5 relays: stored with the first 3
     let k4 = kp(4);
     let p4 = peer(&k4, 4, 5);
-    let v4 = announce_value(&k4, &topic, &id, &token, &p4, false);
+    let v4 = announce_value(&k4, &topic, &id, &token, &p4, false, 0);
     t.push((
         "announce with 5 relays",
         c.ask(to, Announce, Some(topic), Some(token), Some(v4)).0,
@@ -288,7 +290,7 @@ fn run_script(c: &mut Client, to: SocketAddrV4) -> Transcript {
     let k5 = kp(5);
     let self_target = hash(&k5.public_key);
     let p5 = peer(&k5, 5, 2);
-    let v5 = announce_value(&k5, &self_target, &id, &token, &p5, false);
+    let v5 = announce_value(&k5, &self_target, &id, &token, &p5, false, 0);
     t.push((
         "find_peer before announce-self",
         c.ask(to, FindPeer, Some(self_target), None, None).0,
@@ -478,6 +480,16 @@ fn rust_storage_node_answers_as_a_js_storage_node() {
         }
     }
     assert_eq!(js_t.len(), rust_t.len());
+    // the compared LOOKUP carries all four records and key 2's bump
+    let lookup = js_t
+        .iter()
+        .find(|(n, _)| *n == "lookup 4 records")
+        .and_then(|(_, a)| match a {
+            Answer::Reply { value: Some(v), .. } => LookupRawReply::from_bytes(v).ok(),
+            _ => None,
+        })
+        .expect("a LOOKUP value");
+    assert_eq!((lookup.peers.len(), lookup.bump), (4, 1_234));
     println!(
         "{} requests, same answers from JS and Rust: {silences} silences, {errors} errors",
         js_t.len()
