@@ -5,11 +5,23 @@
 //! - [`messages`]: the values of user-command requests and replies.
 //! - [`persistent`]: the storage node's record store (`lib/persistent.js`), sans-IO.
 //! - [`cache`]: the bounded two-generation caches it keeps records in (`xache`, `record-cache`).
+//! - [`node`]: the sans-IO HyperDHT node ([`HyperDht`]): a dht-rpc node, the store, the
+//!   [`router`], and the client operations of [`ops`] (lookup, announce, unannounce, findPeer,
+//!   mutable and immutable put/get).
 
 pub mod cache;
 pub mod fuzzing;
 pub mod messages;
+pub mod node;
+pub mod ops;
 pub mod persistent;
+pub mod router;
+
+pub use node::{HyperDht, HyperDhtConfig, HyperStats};
+pub use ops::{
+    Committed, FindPeerReply, HyperEvent, ImmutableValue, LookupReply, MutableValue, OpError, OpId,
+    OpOutcome, QuerySummary,
+};
 
 /// hyperdht user commands (`lib/constants.js` `COMMANDS`), sent without the `internal` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
