@@ -1,29 +1,26 @@
 //! HyperDHT records on the Rust stack for the live tests and benchmarks: a storage node (the
-//! sans-IO record store `dht::hyperdht::persistent::Persistent` answering the registered
-//! hyperdht commands of a `dht::runtime::Dht`) and the client operations (lookup, announce,
+//! sans-IO `dht::hyperdht::HyperDht` on a tokio UDP socket) and the client operations (lookup, announce,
 //! unannounce, mutable and immutable put/get) as hyperdht 6.34.0 `index.js` runs them: a query
 //! of the closest nodes, then one write to each of them with the token it handed out.
 //!
 //! This composes the public API of `dht` only, so the tests can drive Rust storage nodes and
 //! Rust clients against JS ones.
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dht::codec::{Decode, Encode, Writer};
 use dht::crypto::{KeyPair, hash, sign_announce, sign_mutable, sign_unannounce, verify_mutable};
-use dht::hyperdht::Command;
 use dht::hyperdht::messages::{
     Announce, LookupRawReply, MutableGetResponse, MutablePutRequest, Peer,
 };
-use dht::hyperdht::persistent::{
-    Context, DEFAULT_MAX_SIZE, Persistent, RouterAction, StoreCommand, StoreConfig, StoreRequest,
-    StoreStats,
-};
+use dht::hyperdht::persistent::StoreStats;
+use dht::hyperdht::{Command, HyperDht, HyperDhtConfig};
 use dht::rpc::{Config, QueryOpts, Reply, RequestOpts};
 use dht::runtime::{Dht, DhtError};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Why a client operation failed.
@@ -37,14 +34,28 @@ pub enum OpError {
     NoAck(usize),
 }
 
-/// A Rust storage node: a persistent `Dht` whose hyperdht commands a [`Persistent`] store
-/// answers, in a task of its own. Dropping it stops the task (the node stops with
-/// [`StorageNode::shutdown`]).
+/// What a [`StorageNode`] publishes after each step.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSnapshot {
+    /// Its id while persistent.
+    pub id: Option<[u8; 32]>,
+    /// Bootstrap finished.
+    pub bootstrapped: bool,
+    /// Routing-table size.
+    pub table_len: usize,
+    /// The record store's counters, once the node is a storage node.
+    pub store: Option<StoreStats>,
+    /// Entries in the store `(records, refreshes, bumps, mutables, immutables)`.
+    pub sizes: Option<(usize, usize, usize, usize, usize)>,
+}
+
+/// A Rust HyperDHT storage node: the sans-IO `dht::hyperdht::HyperDht` (record store, router
+/// forwards for PEER_HANDSHAKE and PEER_HOLEPUNCH) driven over a tokio UDP socket on
+/// 127.0.0.1 in a task of its own. Dropping it stops the task.
 #[derive(Debug)]
 pub struct StorageNode {
-    /// The node.
-    pub dht: Arc<Dht>,
-    stats: Arc<Mutex<StoreStats>>,
+    addr: SocketAddrV4,
+    snapshot: watch::Receiver<NodeSnapshot>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,107 +74,132 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl StorageNode {
-    /// Binds 127.0.0.1:`port` (0 = any) as a persistent node (`ephemeral: false`) that
-    /// bootstraps from `bootstrap`, and serves the store on it once it has its id.
-    pub async fn bind(bootstrap: &[SocketAddrV4], port: u16) -> Result<Self, DhtError> {
-        let config = Config {
-            bootstrap: bootstrap.to_vec(),
-            ephemeral: Some(false),
-            ..Config::default()
-        };
-        let dht = Dht::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), config).await?;
-        dht.ready().await?;
-        Ok(Self::serve(dht).await)
-    }
-
-    /// Serves the store on `dht` (which must be persistent to be asked).
-    pub async fn serve(dht: Dht) -> Self {
-        let dht = Arc::new(dht);
-        for c in StoreCommand::ALL {
-            let _ = dht.register_command(c.command().to_u64()).await;
-        }
-        let stats = Arc::new(Mutex::new(StoreStats::default()));
-        let task = tokio::spawn(serve(dht.clone(), stats.clone()));
-        Self { dht, stats, task }
-    }
-
-    /// The store's counters as of its last request.
-    pub fn stats(&self) -> StoreStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddrV4 {
-        self.dht.local_addr()
-    }
-
-    /// Stops the node.
-    pub async fn shutdown(&self) {
-        self.task.abort();
-        self.dht.shutdown().await;
-    }
-}
-
-async fn serve(dht: Arc<Dht>, stats: Arc<Mutex<StoreStats>>) {
-    let start = tokio::time::Instant::now().into_std();
-    let mut store = Persistent::new(&StoreConfig::default(), start, rand_seed());
-    // the router's records of servers that announced themselves (target = H(public key)),
-    // which FIND_PEER and LOOKUP read (`lib/router.js`)
-    let mut router: HashMap<[u8; 32], Vec<u8>> = HashMap::new();
-    while let Some(req) = dht.next_request().await {
-        let Some(node_id) = dht.status().id else {
-            continue;
-        };
-        let now = tokio::time::Instant::now().into_std();
-        store.advance(now);
-        let record = req
-            .target
-            .as_ref()
-            .and_then(|t| router.get(t))
-            .map(|r| r.as_slice());
-        let Some(sreq) = StoreRequest::from_incoming(&req, record) else {
-            continue;
-        };
-        let ctx = Context {
-            now,
-            unix_ms: unix_ms(),
-            node_id,
-        };
-        let out = store.handle(&ctx, &sreq);
-        match out.router {
-            // `router.forwards` holds at most `maxSize` (65,536) in JS; this test node stops
-            // taking new keys there (it serves tests, it never expires them)
-            Some(RouterAction::Set { target, record, .. })
-                if router.len() < DEFAULT_MAX_SIZE || router.contains_key(&target) =>
-            {
-                router.insert(target, record);
-            }
-            Some(RouterAction::Delete { target }) => {
-                router.remove(&target);
-            }
-            _ => {}
-        }
-        if let Ok(mut s) = stats.lock() {
-            *s = store.stats();
-        }
-        if let Some(opts) = out.response.reply_opts() {
-            let _ = dht.reply(req, opts).await;
-        }
-    }
-}
-
-fn rand_seed() -> [u8; 32] {
+/// A seed from the OS.
+pub fn rand_seed() -> [u8; 32] {
     let mut s = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut s);
     s
 }
 
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl StorageNode {
+    /// Binds 127.0.0.1:`port` (0 = any) as a persistent node (`ephemeral: false`,
+    /// `firewalled: false`, as `hyperdht/testnet` makes its nodes) that bootstraps from
+    /// `bootstrap`, and waits until it is bootstrapped and has its id.
+    pub async fn bind(bootstrap: &[SocketAddrV4], port: u16) -> std::io::Result<Self> {
+        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).await?;
+        let addr = local_v4(&sock)?;
+        let config = HyperDhtConfig {
+            rpc: Config {
+                bootstrap: bootstrap.to_vec(),
+                ephemeral: Some(false),
+                firewalled: false,
+                ..Config::default()
+            },
+            ..HyperDhtConfig::default()
+        };
+        let node = HyperDht::new(config, addr.port(), now(), unix_ms(), rand_seed());
+        Self::start(sock, addr, node).await
+    }
+
+    /// A bootstrap node on 127.0.0.1:`port` (0 = any), persistent at once, storing records
+    /// as JS's bootstrappers do (`HyperDHT.bootstrapper(port, host)`).
+    pub async fn bootstrapper(port: u16) -> std::io::Result<Self> {
+        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).await?;
+        let addr = local_v4(&sock)?;
+        let node = HyperDht::bootstrapper(
+            HyperDhtConfig::default(),
+            addr,
+            now(),
+            unix_ms(),
+            rand_seed(),
+        );
+        Self::start(sock, addr, node).await
+    }
+
+    async fn start(sock: UdpSocket, addr: SocketAddrV4, node: HyperDht) -> std::io::Result<Self> {
+        let (tx, mut snapshot) = watch::channel(NodeSnapshot::default());
+        let task = tokio::spawn(drive(sock, node, tx));
+        let ready = snapshot
+            .wait_for(|s| s.bootstrapped && s.id.is_some() && s.store.is_some())
+            .await
+            .is_ok();
+        if !ready {
+            return Err(std::io::Error::other("the storage node stopped"));
+        }
+        Ok(Self {
+            addr,
+            snapshot,
+            task,
+        })
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> NodeSnapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> StoreStats {
+        self.snapshot().store.unwrap_or_default()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddrV4 {
+        self.addr
+    }
+
+    /// Stops the node.
+    pub async fn shutdown(&self) {
+        self.task.abort();
+    }
+}
+
+fn local_v4(sock: &UdpSocket) -> std::io::Result<SocketAddrV4> {
+    match sock.local_addr()? {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(std::io::Error::other("bound an IPv6 address")),
+    }
+}
+
+/// The node's loop: datagrams in, timers, datagrams out, a snapshot after each step.
+async fn drive(sock: UdpSocket, mut node: HyperDht, tx: watch::Sender<NodeSnapshot>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        while let Some(t) = node.poll_transmit() {
+            let _ = sock.send_to(&t.payload, t.to).await;
+        }
+        while node.poll_event().is_some() {}
+        let snap = NodeSnapshot {
+            id: node.id(),
+            bootstrapped: node.rpc().is_bootstrapped(),
+            table_len: node.rpc().table().len(),
+            store: node.store_stats(),
+            sizes: node.store_sizes(),
+        };
+        tx.send_replace(snap);
+        let deadline = node
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, SocketAddr::V4(from))) = r
+                    && let Some(d) = buf.get(..n)
+                {
+                    node.handle_datagram(now(), from, d);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => node.handle_timeout(now()),
+        }
+    }
+}
+
 /// Starts `n` Rust storage nodes on 127.0.0.1 bootstrapping from `bootstrap`.
-pub async fn storage_nodes(
-    n: usize,
-    bootstrap: SocketAddrV4,
-) -> Result<Vec<StorageNode>, DhtError> {
+pub async fn storage_nodes(n: usize, bootstrap: SocketAddrV4) -> std::io::Result<Vec<StorageNode>> {
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         v.push(StorageNode::bind(&[bootstrap], 0).await?);

@@ -10,10 +10,9 @@
 //! own signature over the same record.
 //!
 //! A silence is told apart from a slow answer without waiting: after each request the client
-//! sends a LOOKUP probe, and both stores answer their requests one at a time in arrival order
-//! (JS's handlers are synchronous; the Rust store serves one request queue), so when the
-//! probe's answer arrives an answer to the request would have come first. (A PING would not
-//! do: the Rust rpc node answers it at once, ahead of store requests still queued.)
+//! sends a LOOKUP probe, and both nodes answer their requests one at a time in arrival order
+//! (JS's handlers are synchronous; the Rust `HyperDht` answers inside `handle_datagram`), so
+//! when the probe's answer arrives an answer to the request would have come first.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
