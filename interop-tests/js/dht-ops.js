@@ -14,8 +14,9 @@
 //   {cmd: 'mutableGet', publicKey, seq?}    -> {value, seq, signature} or {value: null}
 //   {cmd: 'immutablePut', value}            -> {hash, closest}
 //   {cmd: 'immutableGet', hash}             -> {value} or {value: null}
-//   {cmd: 'join', topic, server, client}    -> {ok} once flushed; then, per connection,
-//       {event: 'connection', topic, remotePublicKey, publicKey}
+//   {cmd: 'join', topic, server, client}    -> {ok, publicKey, discovered} once flushed
+//       (discovered: every key hyperswarm's peer discovery found so far); then, per
+//       connection, {event: 'connection', remotePublicKey, publicKey, topics}
 //   {cmd: 'request', host, port, command, target?, value?, token?} -> {error, value, token, id}
 //       (one raw dht-rpc request, as `dht.request` sends it; `timeout: true` when none came)
 //   {cmd: 'info'}                           -> {port, id, table}
@@ -38,6 +39,7 @@ async function main() {
   if (persistent) Object.assign(opts, { ephemeral: false, firewalled: false })
   const dht = new DHT(opts)
   let swarm = null
+  const discovered = new Set()
   exitWithParent(async () => {
     if (swarm) await swarm.destroy()
     await dht.destroy()
@@ -115,6 +117,12 @@ async function main() {
       if (!swarm) {
         const Hyperswarm = require('hyperswarm')
         swarm = new Hyperswarm({ dht })
+        // every peer hyperswarm's discovery hands over, whether or not a connection follows
+        const handlePeer = swarm._handlePeer.bind(swarm)
+        swarm._handlePeer = (peer, topic) => {
+          discovered.add(hex(peer.publicKey))
+          return handlePeer(peer, topic)
+        }
         swarm.on('connection', (conn, info) => {
           conn.on('error', () => {})
           out({
@@ -128,7 +136,7 @@ async function main() {
       const d = swarm.join(buf(c.topic), { server: !!c.server, client: !!c.client })
       if (c.server) await d.flushed()
       else await swarm.flush()
-      return { ok: true, publicKey: hex(swarm.keyPair.publicKey) }
+      return { ok: true, publicKey: hex(swarm.keyPair.publicKey), discovered: [...discovered] }
     },
     async request(c) {
       try {
