@@ -1,26 +1,22 @@
-//! HyperDHT records on the Rust stack for the live tests and benchmarks: a storage node (the
-//! sans-IO `dht::hyperdht::HyperDht` on a tokio UDP socket) and the client operations (lookup, announce,
-//! unannounce, mutable and immutable put/get) as hyperdht 6.34.0 `index.js` runs them: a query
-//! of the closest nodes, then one write to each of them with the token it handed out.
-//!
-//! This composes the public API of `dht` only, so the tests can drive Rust storage nodes and
-//! Rust clients against JS ones.
+//! HyperDHT records on the Rust stack for the live tests and benchmarks: storage, bootstrap
+//! and client nodes of the tokio handle `dht::runtime::HyperDhtNode` on 127.0.0.1, a timed
+//! lookup, and a second, independent client written on the dht-rpc handle `dht::runtime::Dht`
+//! (a query of the closest nodes, then one write to each with the token it handed out, as
+//! hyperdht 6.34.0 `index.js` does), which can also send what the real client never sends:
+//! writes with tampered signatures.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dht::codec::{Decode, Encode, Writer};
 use dht::crypto::{KeyPair, hash, sign_announce, sign_mutable, sign_unannounce, verify_mutable};
 use dht::hyperdht::messages::{
     Announce, LookupRawReply, MutableGetResponse, MutablePutRequest, Peer,
 };
-use dht::hyperdht::persistent::StoreStats;
-use dht::hyperdht::{Command, HyperDht, HyperDhtConfig};
+use dht::hyperdht::{Command, HyperDhtConfig};
 use dht::rpc::{Config, QueryOpts, Reply, RequestOpts};
-use dht::runtime::{Dht, DhtError};
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use dht::runtime::{Dht, DhtError, HyperDhtNode};
 use tokio::task::JoinSet;
 
 /// Why a client operation failed.
@@ -34,180 +30,101 @@ pub enum OpError {
     NoAck(usize),
 }
 
-/// What a [`StorageNode`] publishes after each step.
-#[derive(Debug, Clone, Default)]
-pub struct NodeSnapshot {
-    /// Its id while persistent.
-    pub id: Option<[u8; 32]>,
-    /// Bootstrap finished.
-    pub bootstrapped: bool,
-    /// Routing-table size.
-    pub table_len: usize,
-    /// The record store's counters, once the node is a storage node.
-    pub store: Option<StoreStats>,
-    /// Entries in the store `(records, refreshes, bumps, mutables, immutables)`.
-    pub sizes: Option<(usize, usize, usize, usize, usize)>,
+fn local() -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)
 }
 
-/// A Rust HyperDHT storage node: the sans-IO `dht::hyperdht::HyperDht` (record store, router
-/// forwards for PEER_HANDSHAKE and PEER_HOLEPUNCH) driven over a tokio UDP socket on
-/// 127.0.0.1 in a task of its own. Dropping it stops the task.
-#[derive(Debug)]
-pub struct StorageNode {
-    addr: SocketAddrV4,
-    snapshot: watch::Receiver<NodeSnapshot>,
-    task: tokio::task::JoinHandle<()>,
+/// A Rust HyperDHT storage node (`dht::runtime::HyperDhtNode`) on 127.0.0.1:`port` (0 = any):
+/// persistent at once (`ephemeral: false`, `firewalled: false`, as `hyperdht/testnet` makes
+/// its nodes), bootstrapped from `bootstrap`; returns once it has its id and its store.
+pub async fn storage_node(bootstrap: &[SocketAddrV4], port: u16) -> Result<HyperDhtNode, DhtError> {
+    let config = HyperDhtConfig {
+        rpc: Config {
+            bootstrap: bootstrap.to_vec(),
+            ephemeral: Some(false),
+            firewalled: false,
+            ..Config::default()
+        },
+        ..HyperDhtConfig::default()
+    };
+    let node = HyperDhtNode::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), config).await?;
+    node.ready().await?;
+    let mut w = node.watch();
+    w.wait_for(|s| s.id.is_some())
+        .await
+        .map_err(|_| DhtError::Shutdown)?;
+    Ok(node)
 }
 
-impl Drop for StorageNode {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn unix_ms() -> u64 {
-    // the store bounds ANNOUNCE bumps by the wall clock, as JS's Date.now()
-    #[allow(clippy::disallowed_methods)] // a live node: the wall clock is its clock
-    let now = SystemTime::now();
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// A seed from the OS.
-pub fn rand_seed() -> [u8; 32] {
-    let mut s = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut s);
-    s
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-impl StorageNode {
-    /// Binds 127.0.0.1:`port` (0 = any) as a persistent node (`ephemeral: false`,
-    /// `firewalled: false`, as `hyperdht/testnet` makes its nodes) that bootstraps from
-    /// `bootstrap`, and waits until it is bootstrapped and has its id.
-    pub async fn bind(bootstrap: &[SocketAddrV4], port: u16) -> std::io::Result<Self> {
-        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).await?;
-        let addr = local_v4(&sock)?;
-        let config = HyperDhtConfig {
-            rpc: Config {
-                bootstrap: bootstrap.to_vec(),
-                ephemeral: Some(false),
-                firewalled: false,
-                ..Config::default()
-            },
-            ..HyperDhtConfig::default()
-        };
-        let node = HyperDht::new(config, addr.port(), now(), unix_ms(), rand_seed());
-        Self::start(sock, addr, node).await
-    }
-
-    /// A bootstrap node on 127.0.0.1:`port` (0 = any), persistent at once, storing records
-    /// as JS's bootstrappers do (`HyperDHT.bootstrapper(port, host)`).
-    pub async fn bootstrapper(port: u16) -> std::io::Result<Self> {
-        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).await?;
-        let addr = local_v4(&sock)?;
-        let node = HyperDht::bootstrapper(
-            HyperDhtConfig::default(),
-            addr,
-            now(),
-            unix_ms(),
-            rand_seed(),
-        );
-        Self::start(sock, addr, node).await
-    }
-
-    async fn start(sock: UdpSocket, addr: SocketAddrV4, node: HyperDht) -> std::io::Result<Self> {
-        let (tx, mut snapshot) = watch::channel(NodeSnapshot::default());
-        let task = tokio::spawn(drive(sock, node, tx));
-        let ready = snapshot
-            .wait_for(|s| s.bootstrapped && s.id.is_some() && s.store.is_some())
-            .await
-            .is_ok();
-        if !ready {
-            return Err(std::io::Error::other("the storage node stopped"));
-        }
-        Ok(Self {
-            addr,
-            snapshot,
-            task,
-        })
-    }
-
-    /// The latest snapshot.
-    pub fn snapshot(&self) -> NodeSnapshot {
-        self.snapshot.borrow().clone()
-    }
-
-    /// The store's counters.
-    pub fn stats(&self) -> StoreStats {
-        self.snapshot().store.unwrap_or_default()
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddrV4 {
-        self.addr
-    }
-
-    /// Stops the node.
-    pub async fn shutdown(&self) {
-        self.task.abort();
-    }
-}
-
-fn local_v4(sock: &UdpSocket) -> std::io::Result<SocketAddrV4> {
-    match sock.local_addr()? {
-        SocketAddr::V4(a) => Ok(a),
-        SocketAddr::V6(_) => Err(std::io::Error::other("bound an IPv6 address")),
-    }
-}
-
-/// The node's loop: datagrams in, timers, datagrams out, a snapshot after each step.
-async fn drive(sock: UdpSocket, mut node: HyperDht, tx: watch::Sender<NodeSnapshot>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        while let Some(t) = node.poll_transmit() {
-            let _ = sock.send_to(&t.payload, t.to).await;
-        }
-        while node.poll_event().is_some() {}
-        let snap = NodeSnapshot {
-            id: node.id(),
-            bootstrapped: node.rpc().is_bootstrapped(),
-            table_len: node.rpc().table().len(),
-            store: node.store_stats(),
-            sizes: node.store_sizes(),
-        };
-        tx.send_replace(snap);
-        let deadline = node
-            .poll_timeout()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                if let Ok((n, SocketAddr::V4(from))) = r
-                    && let Some(d) = buf.get(..n)
-                {
-                    node.handle_datagram(now(), from, d);
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => node.handle_timeout(now()),
-        }
-    }
+/// A Rust bootstrap node on 127.0.0.1 (`HyperDHT.bootstrapper(port, host)`), which stores
+/// records as JS's bootstrappers do.
+pub async fn bootstrapper() -> Result<HyperDhtNode, DhtError> {
+    let node = HyperDhtNode::bootstrapper(local(), local(), HyperDhtConfig::default()).await?;
+    node.ready().await?;
+    Ok(node)
 }
 
 /// Starts `n` Rust storage nodes on 127.0.0.1 bootstrapping from `bootstrap`.
-pub async fn storage_nodes(n: usize, bootstrap: SocketAddrV4) -> std::io::Result<Vec<StorageNode>> {
+pub async fn storage_nodes(
+    n: usize,
+    bootstrap: SocketAddrV4,
+) -> Result<Vec<HyperDhtNode>, DhtError> {
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        v.push(StorageNode::bind(&[bootstrap], 0).await?);
+        v.push(storage_node(&[bootstrap], 0).await?);
     }
     Ok(v)
 }
 
-/// A Rust client node: ephemeral, bootstrapped from `bootstrap`.
+/// A Rust HyperDHT client node: ephemeral, bootstrapped from `bootstrap`.
+pub async fn hyper_client(bootstrap: SocketAddrV4) -> Result<HyperDhtNode, DhtError> {
+    let config = HyperDhtConfig {
+        rpc: Config {
+            bootstrap: vec![bootstrap],
+            ..Config::default()
+        },
+        ..HyperDhtConfig::default()
+    };
+    let node = HyperDhtNode::bind(local(), config).await?;
+    node.ready().await?;
+    Ok(node)
+}
+
+/// What [`lookup_timed`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct TimedLookup {
+    /// Distinct public keys found.
+    pub keys: Vec<[u8; 32]>,
+    /// Replies with records.
+    pub replies: usize,
+    /// From the call to the first reply holding a record.
+    pub first: Option<Duration>,
+    /// From the call to the end of the walk.
+    pub total: Duration,
+}
+
+/// `dht.lookup(topic)` on a [`HyperDhtNode`], read to its end, timed.
+pub async fn lookup_timed(node: &HyperDhtNode, topic: [u8; 32]) -> Result<TimedLookup, DhtError> {
+    let t = tokio::time::Instant::now();
+    let mut l = node.lookup(topic).await?;
+    let mut out = TimedLookup::default();
+    while let Some(r) = l.next().await {
+        let r = r?;
+        if !r.peers.is_empty() {
+            out.replies += 1;
+            out.first.get_or_insert_with(|| t.elapsed());
+        }
+        for p in r.peers {
+            if !out.keys.contains(&p.public_key) {
+                out.keys.push(p.public_key);
+            }
+        }
+    }
+    out.total = t.elapsed();
+    Ok(out)
+}
+
+/// A dht-rpc client node for the second client: ephemeral, bootstrapped from `bootstrap`.
 pub async fn client(bootstrap: SocketAddrV4) -> Result<Dht, DhtError> {
     let config = Config {
         bootstrap: vec![bootstrap],

@@ -7,15 +7,18 @@
 //! The same scenario runs on three networks: a JS testnet (`hyperdht/testnet`), a network
 //! whose storage nodes are all Rust (`HyperDht` nodes, a Rust bootstrapper), where two JS
 //! hyperswarm peers also find each other by topic and exchange a message, and a network of
-//! 20 JS and 20 Rust storage nodes. JS runs in `js/dht-ops.js` (an ephemeral client node);
-//! Rust in `interop_tests::records` (an ephemeral `dht::runtime::Dht` client).
+//! 20 JS and 20 Rust storage nodes. JS runs in `js/dht-ops.js` (an ephemeral client node),
+//! Rust in an ephemeral `dht::runtime::HyperDhtNode`; the tampered mutable put is sent by the
+//! second Rust client of `interop_tests::records`, as the real one only signs correctly.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dht::crypto::{KeyPair, hash, sign_mutable};
-use interop_tests::records::{self, StorageNode};
+use dht::hyperdht::persistent::StoreStats;
+use dht::runtime::HyperDhtNode;
+use interop_tests::records;
 use interop_tests::{JsProcess, Testnet};
 use serde_json::{Value, json};
 
@@ -71,9 +74,13 @@ fn seed(label: &str) -> [u8; 32] {
 /// Every cross-language check on the network that `bootstrap` leads to.
 fn records_both_ways(rt: &tokio::runtime::Runtime, bootstrap: SocketAddrV4, label: &str) {
     let mut js = JsOps::start(bootstrap);
-    let rust = Arc::new(
+    let rust = rt
+        .block_on(records::hyper_client(bootstrap))
+        .expect("Rust client");
+    // the second client, for the tampered write
+    let raw = Arc::new(
         rt.block_on(records::client(bootstrap))
-            .expect("Rust client"),
+            .expect("dht-rpc client"),
     );
     let t = |name: &str| hash(format!("{label} {name}").as_bytes());
 
@@ -83,13 +90,10 @@ fn records_both_ways(rt: &tokio::runtime::Runtime, bootstrap: SocketAddrV4, labe
     let r = js.call(json!({"cmd": "announce", "topic": hex::encode(t("js topic")), "seed": hex::encode(js_seed)}));
     assert!(r["closest"].as_u64().unwrap_or(0) > 0, "{r}");
     let found = rt
-        .block_on(records::lookup(&rust, t("js topic")))
+        .block_on(records::lookup_timed(&rust, t("js topic")))
         .expect("lookup");
     assert!(
-        found
-            .peers
-            .iter()
-            .any(|p| p.public_key == js_key.public_key),
+        found.keys.contains(&js_key.public_key),
         "{label}: Rust lookup did not find JS's announce ({found:?})"
     );
     // ... and JS's own lookup finds it too
@@ -105,9 +109,11 @@ fn records_both_ways(rt: &tokio::runtime::Runtime, bootstrap: SocketAddrV4, labe
 
     // Rust announces, JS finds it with dht.lookup and with hyperswarm's discovery
     let rust_key = KeyPair::from_seed(&seed(&format!("{label} rust announcer")));
-    let acks = rt
-        .block_on(records::announce(&rust, t("rust topic"), &rust_key, &[]))
+    let c = rt
+        .block_on(rust.announce(t("rust topic"), &rust_key, &[]))
         .expect("Rust announce");
+    assert!(c.answered > 0 && c.refused.is_empty(), "{label}: {c:?}");
+    let acks = c.answered;
     let pk = hex::encode(rust_key.public_key);
     let r = js.call(json!({"cmd": "lookup", "topic": hex::encode(t("rust topic"))}));
     assert!(
@@ -131,15 +137,19 @@ fn records_both_ways(rt: &tokio::runtime::Runtime, bootstrap: SocketAddrV4, labe
     let r = js.call(json!({"cmd": "mutablePut", "seed": hex::encode(m_seed), "value": hex::encode(b"from js"), "seq": 1}));
     let js_pk: [u8; 32] = KeyPair::from_seed(&m_seed).public_key;
     let got = rt
-        .block_on(records::mutable_get(&rust, &js_pk, 0))
-        .expect("mutable_get")
+        .block_on(rust.mutable_get(js_pk, 0, true))
         .expect("Rust got JS's mutable value");
     assert_eq!((got.seq, got.value.as_slice()), (1, &b"from js"[..]));
     assert_eq!(hex::encode(got.signature), r["signature"].as_str().unwrap());
 
     let mk = KeyPair::from_seed(&seed(&format!("{label} rust mutable")));
-    rt.block_on(records::mutable_put(&rust, &mk, b"from rust", 3, false))
+    let put = rt
+        .block_on(rust.mutable_put(&mk, b"from rust", 3))
         .expect("Rust mutable_put");
+    assert!(
+        put.committed.answered > 0 && put.committed.refused.is_empty(),
+        "{put:?}"
+    );
     let r = js.call(json!({"cmd": "mutableGet", "publicKey": hex::encode(mk.public_key)}));
     assert_eq!(r["value"], json!(hex::encode(b"from rust")), "{r}");
     assert_eq!(r["seq"], json!(3));
@@ -153,13 +163,11 @@ fn records_both_ways(rt: &tokio::runtime::Runtime, bootstrap: SocketAddrV4, labe
     let r = js.call(json!({"cmd": "immutablePut", "value": hex::encode(&value)}));
     let h = hash(value.as_bytes());
     assert_eq!(r["hash"], json!(hex::encode(h)));
-    let got = rt
-        .block_on(records::immutable_get(&rust, h))
-        .expect("immutable_get");
-    assert_eq!(got.as_deref(), Some(value.as_bytes()));
+    let got = rt.block_on(rust.immutable_get(h)).expect("immutable_get");
+    assert_eq!(got.value, value.as_bytes());
     let value = format!("{label} immutable from rust");
     let (h, _) = rt
-        .block_on(records::immutable_put(&rust, value.as_bytes()))
+        .block_on(rust.immutable_put(value.as_bytes()))
         .expect("Rust immutable_put");
     let r = js.call(json!({"cmd": "immutableGet", "hash": hex::encode(h)}));
     assert_eq!(r["value"], json!(hex::encode(&value)), "{r}");
@@ -174,16 +182,16 @@ fn records_both_ways(rt: &tokio::runtime::Runtime, bootstrap: SocketAddrV4, labe
         "{label}: a tampered announce was acknowledged: {r}"
     );
     let found = rt
-        .block_on(records::lookup(&rust, t("tampered")))
+        .block_on(records::lookup_timed(&rust, t("tampered")))
         .expect("lookup");
     assert!(
-        found.peers.is_empty(),
+        found.keys.is_empty(),
         "{label}: a tampered announce was stored"
     );
     let r = js.call(json!({"cmd": "lookup", "topic": hex::encode(t("tampered"))}));
     assert_eq!(r["peers"], json!([]), "{label}: {r}");
     let tk = KeyPair::from_seed(&seed(&format!("{label} tampered mutable")));
-    let put = rt.block_on(records::mutable_put(&rust, &tk, b"forged", 1, true));
+    let put = rt.block_on(records::mutable_put(&raw, &tk, b"forged", 1, true));
     assert!(
         put.is_err(),
         "{label}: a tampered mutable put was acknowledged"
@@ -193,10 +201,16 @@ fn records_both_ways(rt: &tokio::runtime::Runtime, bootstrap: SocketAddrV4, labe
     println!("{label}: mutable and immutable values both ways, tampered records refused");
 
     assert!(
+        rt.block_on(rust.mutable_get(tk.public_key, 0, true))
+            .is_err(),
+        "{label}: Rust got a tampered value"
+    );
+    assert!(
         js.p.finish(Duration::from_secs(10)),
         "dht-ops exits cleanly"
     );
-    rt.block_on(rust.shutdown());
+    rt.block_on(rust.destroy());
+    rt.block_on(raw.shutdown());
 }
 
 #[test]
@@ -206,33 +220,43 @@ fn records_cross_languages_on_a_js_testnet() {
     records_both_ways(&rt, net.bootstrap, "JS testnet");
 }
 
-/// A Rust bootstrapper and 8 Rust storage nodes.
-fn rust_network(rt: &tokio::runtime::Runtime, n: usize) -> (StorageNode, Vec<StorageNode>) {
+/// A Rust bootstrapper and `n` Rust storage nodes.
+fn rust_network(rt: &tokio::runtime::Runtime, n: usize) -> (HyperDhtNode, Vec<HyperDhtNode>) {
     rt.block_on(async {
-        let boot = StorageNode::bootstrapper(0).await.expect("bootstrapper");
-        let nodes = records::storage_nodes(n, boot.addr())
+        let boot = records::bootstrapper().await.expect("bootstrapper");
+        let nodes = records::storage_nodes(n, boot.local_addr())
             .await
             .expect("storage nodes");
         (boot, nodes)
     })
 }
 
+/// A store's entry counts `(records, refreshes, bumps, mutables, immutables)`.
+type Sizes = (usize, usize, usize, usize, usize);
+
+/// Store counters and sizes of `nodes`.
+fn stores(rt: &tokio::runtime::Runtime, nodes: &[&HyperDhtNode]) -> Vec<(StoreStats, Sizes)> {
+    nodes
+        .iter()
+        .map(|n| {
+            let s = rt.block_on(n.stats()).expect("stats");
+            (
+                s.store.unwrap_or_default(),
+                s.store_sizes.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn records_cross_languages_on_an_all_rust_network() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (boot, nodes) = rust_network(&rt, 8);
-    records_both_ways(&rt, boot.addr(), "all-Rust network");
-    let stored: usize = nodes
-        .iter()
-        .chain([&boot])
-        .filter_map(|n| n.snapshot().sizes)
-        .map(|(records, _, _, mutables, immutables)| records + mutables + immutables)
-        .sum();
-    let refused: u64 = nodes
-        .iter()
-        .chain([&boot])
-        .map(|n| n.stats().dropped_bad_signature)
-        .sum();
+    records_both_ways(&rt, boot.local_addr(), "all-Rust network");
+    let all: Vec<&HyperDhtNode> = nodes.iter().chain([&boot]).collect();
+    let s = stores(&rt, &all);
+    let stored: usize = s.iter().map(|(_, z)| z.0 + z.3 + z.4).sum();
+    let refused: u64 = s.iter().map(|(st, _)| st.dropped_bad_signature).sum();
     println!("all-Rust network: {stored} entries stored, {refused} bad signatures refused");
     assert!(
         refused > 0,
@@ -242,7 +266,7 @@ fn records_cross_languages_on_an_all_rust_network() {
     // two JS hyperswarm peers find each other by topic through the Rust storage nodes and
     // exchange one message each way (js/dht-swarm.js)
     let mut swarm =
-        JsProcess::spawn("dht-swarm.js", &[&boot.addr().to_string()]).expect("dht-swarm");
+        JsProcess::spawn("dht-swarm.js", &[&boot.local_addr().to_string()]).expect("dht-swarm");
     let first = swarm.next_json(JS_TIMEOUT).expect("announced");
     assert_eq!(first["announced"], json!(true), "{first}");
     let done = swarm.next_json(Duration::from_secs(90)).expect("result");
@@ -265,12 +289,9 @@ fn records_cross_languages_on_20_js_and_20_rust_nodes() {
         .block_on(records::storage_nodes(20, bootstrap))
         .expect("Rust storage nodes");
     records_both_ways(&rt, bootstrap, "20 JS + 20 Rust");
-    let served: u64 = rust.iter().map(|n| n.stats().requests).sum();
-    let records: usize = rust
-        .iter()
-        .filter_map(|n| n.snapshot().sizes)
-        .map(|s| s.0)
-        .sum();
+    let s = stores(&rt, &rust.iter().collect::<Vec<_>>());
+    let served: u64 = s.iter().map(|(st, _)| st.requests).sum();
+    let records: usize = s.iter().map(|(_, z)| z.0).sum();
     println!(
         "20 JS + 20 Rust: the Rust storage nodes answered {served} record requests and hold \
          {records} announce records"

@@ -23,7 +23,7 @@ use dht::hyperdht::Command;
 use dht::hyperdht::messages::{self, LookupRawReply, MutablePutRequest, Peer};
 use dht::rpc::wire::{Message, Request};
 use interop_tests::Testnet;
-use interop_tests::records::StorageNode;
+use interop_tests::records;
 
 /// What a node did with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,14 +453,18 @@ fn rust_storage_node_answers_as_a_js_storage_node() {
     // the testnet's second node is persistent and stores records
     let js = net.nodes[1];
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let rust = rt.block_on(async {
-        StorageNode::bind(&[net.bootstrap], 0)
-            .await
-            .expect("Rust storage node")
-    });
+    let rust = rt
+        .block_on(records::storage_node(&[net.bootstrap], 0))
+        .expect("Rust storage node");
+    let store = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(rust.stats())
+            .expect("stats")
+            .store
+            .expect("a storage node")
+    };
     let mut c = Client::new();
     let js_t = run_script(&mut c, js);
-    let rust_t = run_script(&mut c, rust.addr());
+    let rust_t = run_script(&mut c, rust.local_addr());
 
     let mut silences = 0;
     let mut errors = 0;
@@ -470,7 +474,7 @@ fn rust_storage_node_answers_as_a_js_storage_node() {
             r,
             j,
             "{name}: Rust answered differently from JS (Rust store: {:?})",
-            rust.stats()
+            store(&rt)
         );
         match j {
             Answer::Silent => silences += 1,
@@ -499,7 +503,7 @@ fn rust_storage_node_answers_as_a_js_storage_node() {
         silences >= 8 && errors >= 3,
         "{silences} silences, {errors} errors"
     );
-    let s = rust.stats();
+    let s = store(&rt);
     assert!(s.dropped_bad_signature >= 3, "{s:?}");
-    rt.block_on(rust.shutdown());
+    rt.block_on(rust.destroy());
 }
