@@ -193,7 +193,7 @@ fn datagram_flood(n: u32, max_size: usize) {
     let mut peak = 0isize;
     let mut now = t0;
     // sends one request datagram, returns the error code of the reply (None: silence)
-    let mut ask = |node: &mut HyperDht,
+    let ask = |node: &mut HyperDht,
                    now: Instant,
                    tid: u16,
                    cmd: Command,
