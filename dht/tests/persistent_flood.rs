@@ -194,12 +194,12 @@ fn datagram_flood(n: u32, max_size: usize) {
     let mut now = t0;
     // sends one request datagram, returns the error code of the reply (None: silence)
     let ask = |node: &mut HyperDht,
-                   now: Instant,
-                   tid: u16,
-                   cmd: Command,
-                   topic: [u8; 32],
-                   token: Option<[u8; 32]>,
-                   value: Option<Vec<u8>>| {
+               now: Instant,
+               tid: u16,
+               cmd: Command,
+               topic: [u8; 32],
+               token: Option<[u8; 32]>,
+               value: Option<Vec<u8>>| {
         let req = Request {
             tid,
             to: me,

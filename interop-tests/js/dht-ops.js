@@ -5,7 +5,7 @@
 // Prints {"ready": true, port, id} then one JSON line per command read from stdin, echoing its
 // `id`. Keys, topics, hashes and values are hex; key pairs come from a 32-byte `seed`.
 // Commands:
-//   {cmd: 'announce', topic, seed, relays?: ['host:port'], tamper?}  -> {ok, closest}
+//   {cmd: 'announce', topic, seed, relays?: ['host:port'], tamper?}  -> {ok, closest, ms}
 //       (tamper: the signature is flipped before sending, so storage nodes must refuse it)
 //   {cmd: 'unannounce', topic, seed}                                -> {ok}
 //   {cmd: 'lookup', topic}                  -> {peers: [{publicKey, relays}], replies, firstMs, totalMs}
@@ -62,9 +62,11 @@ async function main() {
           return sig
         }
       }
+      const t = process.hrtime.bigint()
       const q = dht.announce(buf(c.topic), kp, relays, o)
       await q.finished()
-      return { ok: true, closest: q.closestReplies.length }
+      const ms = Number(process.hrtime.bigint() - t) / 1e6
+      return { ok: true, closest: q.closestReplies.length, ms }
     },
     async unannounce(c) {
       await dht.unannounce(buf(c.topic), DHT.keyPair(buf(c.seed)))
