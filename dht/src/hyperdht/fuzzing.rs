@@ -374,3 +374,182 @@ fn check_reply(
         other => panic!("{other:?} replied with a value"),
     }
 }
+
+/// The check behind the `hyperdht_node` fuzz target (replayed in `tests/hyperdht_fuzz_replay.rs`).
+///
+/// Input: a sequence of operations on one [`HyperDht`](super::HyperDht) bootstrap node (a
+/// storage node from the start, caches of 16 per generation): raw datagrams from arbitrary
+/// loopback addresses; well-formed responses to requests the node really sent, carrying
+/// fuzzer-chosen values (so the client operations parse LOOKUP, FIND_PEER, MUTABLE_GET and
+/// IMMUTABLE_GET replies of any shape), ids, tokens, closer nodes and errors; hyperdht requests
+/// with a valid or a fuzzer token and fuzzer values (store and router paths, PEER_HANDSHAKE and
+/// PEER_HOLEPUNCH included); client operations of every kind; table entries; time.
+/// Oracle: nothing panics; the store's caches and the router's forwards stay within two
+/// generations of their bound; and every operation ends: ten virtual minutes after the input,
+/// with nothing answered, none is still running. This function may panic: it is the oracle.
+pub fn hyperdht_node(data: &[u8]) {
+    use super::{HyperDht, HyperDhtConfig};
+    use crate::rpc::wire::{Request, Response};
+    use crate::rpc::{Config, wire::Message};
+
+    const MAX_SEEN: usize = 256;
+    let a = |ip: u8, port: u8| {
+        SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, ip), 10_000 + u16::from(port))
+    };
+    let start = Instant::now();
+    let me = a(1, 0);
+    let config = HyperDhtConfig {
+        rpc: Config::default(),
+        store: StoreConfig {
+            max_size: MAX_SIZE,
+            max_age: Some(MAX_AGE),
+        },
+    };
+    let mut d = HyperDht::bootstrapper(config, me, start, 1_700_000_000_000, [9; 32]);
+    let keys = &TABLE.keys;
+    let mut now = start;
+    let mut sent: Vec<(SocketAddrV4, u16)> = Vec::new();
+    let mut rest = data;
+    // takes up to `n` bytes off the input
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> &'a [u8] {
+        let n = n.min(rest.len());
+        let (h, t) = rest.split_at(n);
+        *rest = t;
+        h
+    }
+    while let [op, tail @ ..] = rest {
+        rest = tail;
+        match op % 6 {
+            0 => {
+                let [ip, port, len, tail @ ..] = rest else {
+                    break;
+                };
+                rest = tail;
+                let dgram = take(&mut rest, usize::from(*len));
+                d.handle_datagram(now, a(*ip, *port), dgram);
+            }
+            1 => {
+                let [sel, flags, ncloser, vlen, tail @ ..] = rest else {
+                    break;
+                };
+                rest = tail;
+                let closer = take(&mut rest, usize::from(*ncloser % 24) * 2);
+                let value = take(&mut rest, usize::from(*vlen));
+                if sent.is_empty() {
+                    continue;
+                }
+                let (from, tid) = sent.swap_remove(usize::from(*sel) % sent.len());
+                let res = Response {
+                    tid,
+                    to: me,
+                    id: match flags & 3 {
+                        0 => None,
+                        1 => Some([*sel; 32]),
+                        _ => Some(crypto::node_id(&from)),
+                    },
+                    token: (flags & 4 != 0).then_some([*flags; 32]),
+                    closer_nodes: closer.chunks_exact(2).map(|c| a(c[0], c[1])).collect(),
+                    error: if flags & 0x80 != 0 {
+                        u64::from(flags >> 4 & 7)
+                    } else {
+                        0
+                    },
+                    value: (flags & 8 != 0).then(|| value.to_vec()),
+                };
+                d.handle_datagram(now, from, &res.to_bytes());
+            }
+            2 => {
+                let [t, tail @ ..] = rest else { break };
+                rest = tail;
+                now += Duration::from_millis(u64::from(*t) * 40);
+                d.handle_timeout(now);
+            }
+            3 => {
+                let [c, t, tail @ ..] = rest else { break };
+                rest = tail;
+                let kp = &keys[usize::from(*t) % KEYS];
+                let topic = [*t; 32];
+                let value = [*c; 3];
+                match c % 8 {
+                    0 => d.lookup(now, topic),
+                    1 => d.announce(now, topic, kp, &[a(*t, *c)]),
+                    2 => d.unannounce(now, topic, kp),
+                    3 => d.find_peer(now, &kp.public_key),
+                    4 => d.mutable_put(now, kp, &value, u64::from(*t % 4)),
+                    5 => d.mutable_get(now, &kp.public_key, u64::from(*t % 4), c & 0x10 != 0),
+                    6 => d.immutable_put(now, &value),
+                    _ => d.immutable_get(now, crypto::hash(&value)),
+                };
+            }
+            4 => {
+                let [ip, c, t, flags, vlen, tail @ ..] = rest else {
+                    break;
+                };
+                rest = tail;
+                let value = take(&mut rest, usize::from(*vlen));
+                let from = a(*ip, *c);
+                let token = match flags & 3 {
+                    0 => None,
+                    1 => Some(d.rpc().token_for(*from.ip())),
+                    _ => Some([*flags; 32]),
+                };
+                let req = Request {
+                    tid: u16::from(*t),
+                    to: me,
+                    id: None,
+                    token,
+                    internal: false,
+                    command: u64::from(*c % 12),
+                    target: (flags & 4 == 0).then_some(if flags & 8 != 0 {
+                        crypto::hash(&keys[usize::from(*t) % KEYS].public_key)
+                    } else {
+                        [*t; 32]
+                    }),
+                    value: (flags & 16 == 0).then(|| value.to_vec()),
+                };
+                d.handle_datagram(now, from, &req.to_bytes());
+            }
+            _ => {
+                let [ip, port, tail @ ..] = rest else { break };
+                rest = tail;
+                d.rpc_mut().add_node(now, a(*ip, *port));
+            }
+        }
+        drain(&mut d, &mut sent, MAX_SEEN);
+        check_bounds(&d);
+    }
+    // Liveness: with nothing answered, every operation ends within ten virtual minutes.
+    for _ in 0..60 {
+        now += Duration::from_secs(10);
+        d.handle_timeout(now);
+        drain(&mut d, &mut sent, 0);
+    }
+    check_bounds(&d);
+    assert_eq!(d.running_ops(), 0, "an operation never ended");
+
+    fn drain(d: &mut HyperDht, sent: &mut Vec<(SocketAddrV4, u16)>, max: usize) {
+        while let Some(t) = d.poll_transmit() {
+            if let Ok(Message::Request(r)) = Message::from_bytes(&t.payload)
+                && sent.len() < max
+            {
+                sent.push((t.to, r.tid));
+            }
+        }
+        while d.poll_event().is_some() {}
+    }
+    fn check_bounds(d: &HyperDht) {
+        let (records, refreshes, bumps, mutables, immutables) =
+            d.store_sizes().expect("a bootstrapper stores");
+        for n in [records, refreshes, bumps] {
+            assert!(n <= 2 * MAX_SIZE + 1, "{n} entries");
+        }
+        for n in [mutables, immutables] {
+            assert!(n <= MAX_SIZE + 1, "{n} values");
+        }
+        assert!(
+            d.router().len() <= 2 * MAX_SIZE + 1,
+            "{} forwards",
+            d.router().len()
+        );
+    }
+}
