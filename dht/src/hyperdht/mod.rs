@@ -10,9 +10,12 @@
 //!   mutable and immutable put/get).
 
 pub mod cache;
+pub mod events;
 pub mod fuzzing;
 pub mod messages;
 pub mod node;
+#[doc(hidden)]
+pub mod node_fuzzing;
 pub mod ops;
 pub mod persistent;
 pub mod router;

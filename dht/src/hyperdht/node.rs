@@ -329,3 +329,7 @@ fn split_seed(seed: [u8; 32]) -> ([u8; 32], [u8; 32]) {
     let b = crate::crypto::hash_batch(&[b"hyperdht-store", &seed]);
     (a, b)
 }
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;

@@ -277,6 +277,20 @@ impl HyperDhtNode {
             .await
     }
 
+    /// Runs `f` on the node's [`HyperDht`] in the driver task and returns what it returns
+    /// (for what the handle does not wrap; the events of operations started this way are
+    /// not delivered anywhere).
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut HyperDht, Instant) -> T + Send + 'static,
+    ) -> Result<T, DhtError> {
+        self.driver
+            .ask(move |c, now, tx| {
+                let _ = tx.send(f(&mut c.dht, now));
+            })
+            .await
+    }
+
     /// Starts an operation and waits for its outcome.
     async fn run(
         &self,
