@@ -14,7 +14,7 @@
 //! Run: `cargo bench -p dht --features cli --bench hyperdht_records` (needs Node.js and the
 //! pinned packages in `interop-tests/js/node_modules`). `HYPERDHT_BENCH_ROUNDS` (default 30),
 //! `HYPERDHT_BENCH_NODES` (default 200) and `HYPERDHT_BENCH_RECORDS` (default 100000) change
-//! the sizes.
+//! the sizes; `HYPERDHT_BENCH_PARTS=memory` runs the memory part alone.
 
 // A benchmark over real sockets and processes: real time, std UDP sockets.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -346,6 +346,8 @@ fn flood(to: SocketAddrV4, n: u32) -> u32 {
     let (mut token, id) = token_and_id(&sock, &mut tid);
     let window = 64;
     let mut acks = 0;
+    let mut unanswered = 0;
+    let mut errors = std::collections::BTreeMap::new();
     let mut i = 0;
     while i < n {
         if i % 5000 == 0 {
@@ -392,13 +394,21 @@ fn flood(to: SocketAddrV4, n: u32) -> u32 {
                         got += 1;
                         if r.error == 0 {
                             acks += 1;
+                        } else {
+                            *errors.entry(r.error).or_insert(0u32) += 1;
                         }
                     }
                 }
                 Err(_) => break,
             }
         }
+        unanswered += batch - got;
         i += batch;
+    }
+    if acks < n {
+        eprintln!(
+            "{to}: {acks} acknowledged, {unanswered} unanswered within 500 ms, errors {errors:?}"
+        );
     }
     acks
 }
@@ -440,6 +450,10 @@ fn main() {
         std::process::exit(1);
     }
 
+    let parts = std::env::var("HYPERDHT_BENCH_PARTS").unwrap_or_default();
+    if parts == "memory" {
+        return print_memory(records);
+    }
     let res = lookups(nodes, rounds);
     println!("\n{nodes}-node loopback networks, {rounds} rounds (after 3 warm-up), ms:\n");
     println!(
@@ -480,6 +494,10 @@ fn main() {
         p50(3, |s| &s.total) / p50(2, |s| &s.total),
     );
 
+    print_memory(records);
+}
+
+fn print_memory(records: u32) {
     let mem = memory(records);
     println!("\nMemory per stored record, {records} signed ANNOUNCEs into one bootstrap node:\n");
     println!("| node | VmRSS before | VmRSS after | acknowledged | bytes per record |");
