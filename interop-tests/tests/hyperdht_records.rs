@@ -277,27 +277,43 @@ fn records_cross_languages_on_an_all_rust_network() {
     );
 }
 
-#[test]
-fn records_cross_languages_on_20_js_and_20_rust_nodes() {
-    // createTestnet(20): 20 persistent JS nodes
-    let mut js = JsProcess::spawn("dht-net.js", &["20"]).expect("JS network");
-    let ready = js.next_json(Duration::from_secs(180)).expect("ready");
+/// `js_n` persistent JS nodes (plus `js_ephemeral` ephemeral ones) and `rust_n` Rust storage
+/// nodes on one network.
+fn mixed(js_n: usize, js_ephemeral: usize, rust_n: usize) {
+    let label = format!("{js_n} JS + {rust_n} Rust");
+    let mut js = JsProcess::spawn(
+        "dht-net.js",
+        &[&js_n.to_string(), "-", &js_ephemeral.to_string()],
+    )
+    .expect("JS network");
+    let ready = js.next_json(Duration::from_secs(300)).expect("ready");
     let port = ready["bootstrap"]["port"].as_u64().expect("port") as u16;
     let bootstrap = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let rust = rt
-        .block_on(records::storage_nodes(20, bootstrap))
+        .block_on(records::storage_nodes(rust_n, bootstrap))
         .expect("Rust storage nodes");
-    records_both_ways(&rt, bootstrap, "20 JS + 20 Rust");
+    records_both_ways(&rt, bootstrap, &label);
     let s = stores(&rt, &rust.iter().collect::<Vec<_>>());
     let served: u64 = s.iter().map(|(st, _)| st.requests).sum();
     let records: usize = s.iter().map(|(_, z)| z.0).sum();
     println!(
-        "20 JS + 20 Rust: the Rust storage nodes answered {served} record requests and hold \
-         {records} announce records"
+        "{label}: the Rust storage nodes answered {served} record requests and hold {records} \
+         announce records"
     );
     assert!(
         served > 0 && records > 0,
         "the Rust storage nodes took part"
     );
+}
+
+#[test]
+fn records_cross_languages_on_20_js_and_20_rust_nodes() {
+    mixed(20, 0, 20);
+}
+
+#[test]
+#[ignore = "bigger network (~15 s): 100 JS nodes (and 20 ephemeral) beside 100 Rust storage nodes"]
+fn records_cross_languages_on_100_js_and_100_rust_nodes() {
+    mixed(100, 20, 100);
 }
