@@ -370,21 +370,3 @@ pub async fn immutable_get(dht: &Dht, target: [u8; 32]) -> Result<Option<Vec<u8>
         .filter_map(|r| r.value.clone())
         .find(|v| hash(v) == target))
 }
-
-/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
-pub async fn poll_until<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
-    }
-}
