@@ -115,6 +115,9 @@ async fn announce_lookup_unannounce_and_values_over_udp() {
     assert_eq!(p.peer.public_key, server.public_key);
     assert_eq!(p.peer.relay_addresses, vec![nodes[3].local_addr()]);
 
+    let pong = nodes[2].ping(boot.local_addr()).await.unwrap();
+    assert_eq!(pong.from_id, Some(node_id(&boot.local_addr())));
+
     let st = boot.stats().await.unwrap();
     assert!(st.store.is_some(), "the bootstrapper is a storage node");
 
@@ -204,4 +207,26 @@ async fn tampered_values_in_replies_are_refused_and_counted() {
     );
     let st = d.stats().await.unwrap();
     assert_eq!((st.stats.bad_signatures, st.stats.bad_values), (1, 1));
+}
+
+#[tokio::test]
+async fn dropping_a_lookup_cancels_its_walk() {
+    // a node whose only contact never answers: its walk would run for seconds
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let SocketAddr::V4(silent_addr) = silent.local_addr().unwrap() else {
+        unreachable!()
+    };
+    let config = HyperDhtConfig {
+        rpc: Config {
+            bootstrap: vec![silent_addr],
+            ..Config::default()
+        },
+        ..HyperDhtConfig::default()
+    };
+    let d = HyperDhtNode::bind(local(), config).await.unwrap();
+    let l = d.lookup(hash(b"dropped")).await.unwrap();
+    assert_eq!(d.with(|dht, _| dht.running_ops()).await.unwrap(), 1);
+    drop(l);
+    // the cancel was queued before this call, and calls run in order
+    assert_eq!(d.with(|dht, _| dht.running_ops()).await.unwrap(), 0);
 }

@@ -232,3 +232,47 @@ fn destroy_ends_running_operations_and_refuses_new_ones() {
     assert_eq!(net.wait(at, op, T), Err(OpError::Destroyed));
     assert_eq!(net.nodes[&at].running_ops(), 0);
 }
+
+#[test]
+fn unannounce_reaches_only_the_nodes_that_hold_the_record() {
+    let (mut net, addrs) = HyperNet::network(7, 30);
+    let topic = [0x17; 32];
+    let (kp, other) = (KeyPair::from_seed(&[1; 32]), KeyPair::from_seed(&[2; 32]));
+    let op = net.with(addrs[1], |d, now| d.announce(now, topic, &other, &[]));
+    net.wait(addrs[1], op, T).expect("announce");
+    // our key was never announced: no node holds it, so no UNANNOUNCE is sent
+    let op = net.with(addrs[2], |d, now| d.unannounce(now, topic, &kp));
+    let Ok(OpOutcome::Unannounce(c)) = net.wait(addrs[2], op, T) else {
+        panic!("unannounce failed");
+    };
+    assert_eq!((c.answered, c.failed), (0, 0), "{c:?}");
+    assert!(!c.closest_nodes.is_empty());
+    // and the other key's record stays
+    assert_eq!(lookup(&mut net, addrs[9], topic), vec![other.public_key]);
+}
+
+#[test]
+fn topics_announced_from_random_nodes_are_found_from_other_random_nodes() {
+    let (mut net, addrs) = HyperNet::network(8, 150);
+    let topics = 40;
+    let mut announced = Vec::new();
+    for i in 0..topics {
+        let topic = net.rng.bytes32();
+        let kp = KeyPair::from_seed(&net.rng.bytes32());
+        let at = addrs[net.rng.below(addrs.len() as u64) as usize];
+        let op = net.with(at, |d, now| d.announce(now, topic, &kp, &[at]));
+        assert!(net.wait(at, op, T).is_ok(), "announce {i}");
+        announced.push((topic, kp.public_key));
+    }
+    let mut found = 0;
+    for (topic, key) in &announced {
+        let at = addrs[net.rng.below(addrs.len() as u64) as usize];
+        if lookup(&mut net, at, *topic).contains(key) {
+            found += 1;
+        }
+    }
+    assert_eq!(
+        found, topics,
+        "lookups found {found} of {topics} announcers"
+    );
+}

@@ -161,7 +161,7 @@ pub enum OpError {
     /// The rpc node runs too many queries.
     #[error("too many queries running")]
     TooManyQueries,
-    /// [`MAX_OPS`] operations are running.
+    /// [`MAX_OPS`](super::ops::MAX_OPS) operations are running.
     #[error("too many operations running")]
     TooManyOps,
 }

@@ -79,6 +79,18 @@ pub struct HyperDht {
 impl HyperDht {
     /// A node bound to local port `local_port`, starting at `now`, when the wall clock reads
     /// `unix_ms` (milliseconds since the Unix epoch), drawing randomness from `seed`.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use dht::hyperdht::{HyperDht, HyperDhtConfig, HyperEvent};
+    /// let now = Instant::now();
+    /// let mut dht = HyperDht::new(HyperDhtConfig::default(), 49737, now, 1_700_000_000_000, [7; 32]);
+    /// let op = dht.lookup(now, [1; 32]);
+    /// while let Some(t) = dht.poll_transmit() { let _ = t; /* send t.payload to t.to */ }
+    /// while let Some(e) = dht.poll_event() {
+    ///     if let HyperEvent::LookupReply { op: o, reply } = e { assert_eq!(o, op); let _ = reply.peers; }
+    /// }
+    /// ```
     pub fn new(
         config: HyperDhtConfig,
         local_port: u16,
@@ -207,14 +219,21 @@ impl HyperDht {
 
     // ---- sans-IO plumbing ------------------------------------------------------------
 
-    /// Handles one received UDP datagram.
+    /// Handles one received UDP datagram (ignored once destroyed: JS closes its socket).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        if self.destroyed {
+            return;
+        }
         self.node.handle_datagram(now, from, bytes);
         self.pump(now);
     }
 
-    /// Processes timers due at `now`: the node's, the store's and the router's expiry.
+    /// Processes timers due at `now`: the node's, the store's and the router's expiry (none
+    /// once destroyed).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.destroyed {
+            return;
+        }
         self.node.handle_timeout(now);
         if let Some(s) = &mut self.store {
             s.advance(now);
@@ -228,8 +247,11 @@ impl HyperDht {
         self.node.poll_transmit()
     }
 
-    /// When [`HyperDht::handle_timeout`] must next be called.
+    /// When [`HyperDht::handle_timeout`] must next be called (never once destroyed).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.destroyed {
+            return None;
+        }
         [
             self.node.poll_timeout(),
             self.store.as_ref().and_then(Persistent::next_deadline),

@@ -464,3 +464,19 @@ fn an_announce_commits_a_signature_for_the_node_s_id_and_token() {
     };
     assert_eq!((c.answered, c.failed, c.closest_nodes), (1, 0, vec![OTHER]));
 }
+
+#[test]
+fn a_destroyed_node_answers_nothing_and_sets_no_timer() {
+    let mut h = Harness::storage();
+    assert!(
+        !h.ask(CLIENT, 1, Command::Lookup, [1; 32], None, None)
+            .is_empty()
+    );
+    let now = h.now;
+    h.dht.destroy(now);
+    assert!(
+        h.ask(CLIENT, 2, Command::Lookup, [1; 32], None, None)
+            .is_empty()
+    );
+    assert_eq!(h.dht.poll_timeout(), None);
+}

@@ -241,8 +241,8 @@ impl HyperDht {
         }
     }
 
-    /// `destroy()`: every running operation ends with [`OpError::Destroyed`], and new ones
-    /// fail with it at once.
+    /// `destroy()`: every running operation ends with [`OpError::Destroyed`], new ones fail
+    /// with it at once, and the node takes no more datagrams or timers.
     pub fn destroy(&mut self, now: Instant) {
         self.destroyed = true;
         let ids: Vec<OpId> = self.ops.ops.keys().copied().collect();

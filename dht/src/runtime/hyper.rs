@@ -27,7 +27,8 @@ use crate::hyperdht::{
     Committed, FindPeerReply, HyperDht, HyperDhtConfig, HyperEvent, HyperStats, ImmutableValue,
     LookupReply, MutableValue, OpError, OpId, OpOutcome,
 };
-use crate::rpc::{Node, Transmit};
+use crate::rpc::wire::InternalCommand;
+use crate::rpc::{Event, Node, Reply, RequestError, RequestId, RequestOpts, Transmit};
 
 /// Replies a [`Lookup`] buffers before the walk's further replies are dropped (counted in
 /// [`HyperStatus::dropped_replies`]).
@@ -49,6 +50,7 @@ enum Waiter {
 pub struct HyperCore {
     dht: HyperDht,
     waiters: BTreeMap<OpId, Waiter>,
+    requests: BTreeMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>>,
     dropped_replies: u64,
 }
 
@@ -112,6 +114,11 @@ impl Core for HyperCore {
                     }
                     None => {}
                 },
+                HyperEvent::Rpc(Event::Response { request, result }) => {
+                    if let Some(tx) = self.requests.remove(&request) {
+                        let _ = tx.send(result);
+                    }
+                }
                 other => tracing::debug!("{other:?}"),
             }
         }
@@ -119,9 +126,25 @@ impl Core for HyperCore {
 }
 
 /// A lookup in progress: its replies as they arrive (`dht.lookup(topic)` as a stream).
+/// Dropping it before the end cancels the walk (`query.destroy()`).
 #[derive(Debug)]
 pub struct Lookup {
     rx: mpsc::Receiver<Result<LookupReply, OpError>>,
+    op: OpId,
+    driver: Driver<HyperCore>,
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        let op = self.op;
+        // Best effort: when the command queue is full, the walk ends on its own and its
+        // replies find the receiver gone.
+        self.driver.try_call(move |c, _| {
+            if c.waiters.remove(&op).is_some() {
+                c.dht.cancel(op);
+            }
+        });
+    }
 }
 
 impl Lookup {
@@ -221,6 +244,7 @@ impl HyperDhtNode {
         let core = HyperCore {
             dht: build(local, now, seed()),
             waiters: BTreeMap::new(),
+            requests: BTreeMap::new(),
             dropped_replies: 0,
         };
         let driver = Driver::spawn(
@@ -291,6 +315,25 @@ impl HyperDhtNode {
             .await
     }
 
+    /// Sends one request to `to` through the node (`dht.request(...)`), for commands the
+    /// handle does not wrap.
+    pub async fn request(&self, to: SocketAddrV4, opts: RequestOpts) -> Result<Reply, DhtError> {
+        let r = self
+            .driver
+            .ask(move |c, now, tx| {
+                let id = c.dht.rpc_mut().request(now, to, opts);
+                c.requests.insert(id, tx);
+            })
+            .await?;
+        Ok(r?)
+    }
+
+    /// PING (`dht.ping`).
+    pub async fn ping(&self, to: SocketAddrV4) -> Result<Reply, DhtError> {
+        self.request(to, RequestOpts::internal(InternalCommand::Ping))
+            .await
+    }
+
     /// Starts an operation and waits for its outcome.
     async fn run(
         &self,
@@ -309,13 +352,19 @@ impl HyperDhtNode {
     /// `dht.lookup(topic)`: the replies (peer records) as they arrive.
     pub async fn lookup(&self, topic: [u8; 32]) -> Result<Lookup, DhtError> {
         let (tx, rx) = mpsc::channel(LOOKUP_QUEUE);
-        self.driver
-            .call(move |c, now| {
+        let op = self
+            .driver
+            .ask(move |c, now, done| {
                 let op = c.dht.lookup(now, topic);
                 c.waiters.insert(op, Waiter::Stream(tx));
+                let _ = done.send(op);
             })
             .await?;
-        Ok(Lookup { rx })
+        Ok(Lookup {
+            rx,
+            op,
+            driver: self.driver.clone(),
+        })
     }
 
     /// `dht.announce(topic, keyPair, relayAddresses).finished()`.

@@ -222,6 +222,11 @@ impl<C: Core> Driver<C> {
             .map_err(|_| DhtError::Shutdown)
     }
 
+    /// Queues `f` without waiting; dropped when the queue is full or the task is gone.
+    pub(crate) fn try_call(&self, f: impl FnOnce(&mut C, Instant) + Send + 'static) {
+        let _ = self.tx.try_send(Some(Box::new(f)));
+    }
+
     /// Runs `f` on the core and waits for the answer it sends on the channel it is given.
     pub(crate) async fn ask<T: Send + 'static>(
         &self,
