@@ -8,9 +8,11 @@
 //! whose storage nodes are all Rust (`HyperDht` nodes, a Rust bootstrapper), where two JS
 //! hyperswarm peers also find each other by topic and exchange a message, and a network of
 //! 20 JS and 20 Rust storage nodes (100 and 100 in an `#[ignore]`d variant:
-//! `cargo nextest run -p interop-tests --test hyperdht_records --run-ignored only`). JS runs in `js/dht-ops.js` (an ephemeral client node),
-//! Rust in an ephemeral `dht::runtime::HyperDhtNode`; the tampered mutable put is sent by the
-//! second Rust client of `interop_tests::records`, as the real one only signs correctly.
+//! `cargo nextest run -p interop-tests --test hyperdht_records --run-ignored only`).
+//!
+//! JS runs in `js/dht-ops.js` (an ephemeral client node), Rust in an ephemeral
+//! `dht::runtime::HyperDhtNode`; the tampered mutable put is sent by the second Rust client of
+//! `interop_tests::records`, as the real one only signs correctly.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
