@@ -1,19 +1,16 @@
-//! HyperDHT records on the Rust stack for the live tests and benchmarks: storage, bootstrap
-//! and client nodes of the tokio handle `dht::runtime::HyperDhtNode` on 127.0.0.1, a timed
-//! lookup, and a second, independent client written on the dht-rpc handle `dht::runtime::Dht`
-//! (a query of the closest nodes, then one write to each with the token it handed out, as
-//! hyperdht 6.34.0 `index.js` does), which can also send what the real client never sends:
-//! writes with tampered signatures.
+//! HyperDHT records on the Rust stack for the live tests: storage, bootstrap and client nodes
+//! of the tokio handle `dht::runtime::HyperDhtNode` on 127.0.0.1, a timed lookup, and a
+//! mutable put written on the dht-rpc handle `dht::runtime::Dht` (a query of the closest
+//! nodes, then one write to each with the token it handed out, as hyperdht 6.34.0 `index.js`
+//! `mutablePut` does) that can send what the real client never sends: a tampered signature.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dht::codec::{Decode, Encode, Writer};
-use dht::crypto::{KeyPair, hash, sign_announce, sign_mutable, sign_unannounce, verify_mutable};
-use dht::hyperdht::messages::{
-    Announce, LookupRawReply, MutableGetResponse, MutablePutRequest, Peer,
-};
+use dht::codec::{Encode, Writer};
+use dht::crypto::{KeyPair, hash, sign_mutable};
+use dht::hyperdht::messages::MutablePutRequest;
 use dht::hyperdht::{Command, HyperDhtConfig};
 use dht::rpc::{Config, QueryOpts, Reply, RequestOpts};
 use dht::runtime::{Dht, DhtError, HyperDhtNode};
@@ -153,39 +150,6 @@ fn write(command: Command, target: [u8; 32], token: [u8; 32], value: Vec<u8>) ->
     }
 }
 
-/// What a lookup found.
-#[derive(Debug, Clone, Default)]
-pub struct LookupResult {
-    /// Distinct peer records, in the order first seen.
-    pub peers: Vec<Peer>,
-    /// Replies that carried a record set.
-    pub replies: usize,
-    /// Referral depth of the closest reply.
-    pub hops: u8,
-}
-
-/// `dht.lookup(topic)` collected: the peer records of the closest storage nodes' replies.
-pub async fn lookup(dht: &Dht, topic: [u8; 32]) -> Result<LookupResult, OpError> {
-    let out = dht.query(query(topic, Command::Lookup, None)).await?;
-    let mut res = LookupResult {
-        hops: out.hops,
-        ..LookupResult::default()
-    };
-    for r in &out.closest_replies {
-        let Some(v) = &r.value else { continue };
-        let Ok(l) = LookupRawReply::from_bytes(v) else {
-            continue;
-        };
-        res.replies += 1;
-        for p in l.peers {
-            if !res.peers.iter().any(|q| q.public_key == p.public_key) {
-                res.peers.push(p);
-            }
-        }
-    }
-    Ok(res)
-}
-
 /// Sends one write per closest reply (built by `value_for` from the reply's id and token) and
 /// counts the acknowledgements (error 0).
 async fn commit(
@@ -217,61 +181,6 @@ async fn commit(
         return Err(OpError::NoAck(closest.len()));
     }
     Ok(acks)
-}
-
-/// `dht.announce(topic, keyPair, relays)` to completion: returns the acknowledgements.
-pub async fn announce(
-    dht: &Arc<Dht>,
-    topic: [u8; 32],
-    kp: &KeyPair,
-    relays: &[SocketAddrV4],
-) -> Result<usize, OpError> {
-    let out = dht.query(query(topic, Command::Lookup, None)).await?;
-    let peer = Peer {
-        public_key: kp.public_key,
-        relay_addresses: relays.to_vec(),
-    };
-    commit(
-        dht,
-        &out.closest_replies,
-        Command::Announce,
-        topic,
-        |id, token| {
-            Announce {
-                signature: Some(sign_announce(kp, &topic, id, token, &peer, None)),
-                peer: Some(peer.clone()),
-                refresh: None,
-                bump: 0,
-            }
-            .to_bytes()
-        },
-    )
-    .await
-}
-
-/// `dht.unannounce(topic, keyPair)`: an UNANNOUNCE to every closest node.
-pub async fn unannounce(dht: &Arc<Dht>, topic: [u8; 32], kp: &KeyPair) -> Result<usize, OpError> {
-    let out = dht.query(query(topic, Command::Lookup, None)).await?;
-    let peer = Peer {
-        public_key: kp.public_key,
-        relay_addresses: Vec::new(),
-    };
-    commit(
-        dht,
-        &out.closest_replies,
-        Command::Unannounce,
-        topic,
-        |id, token| {
-            Announce {
-                signature: Some(sign_unannounce(kp, &topic, id, token, &peer, None)),
-                peer: Some(peer.clone()),
-                refresh: None,
-                bump: 0,
-            }
-            .to_bytes()
-        },
-    )
-    .await
 }
 
 fn seq_value(seq: u64) -> Vec<u8> {
@@ -311,62 +220,4 @@ pub async fn mutable_put(
         |_, _| put.clone(),
     )
     .await
-}
-
-/// `dht.mutableGet(publicKey, { seq })`: the verified value with the highest seq.
-pub async fn mutable_get(
-    dht: &Dht,
-    public_key: &[u8; 32],
-    seq: u64,
-) -> Result<Option<MutableGetResponse>, OpError> {
-    let target = hash(public_key);
-    let out = dht
-        .query(query(target, Command::MutableGet, Some(seq_value(seq))))
-        .await?;
-    let mut best: Option<MutableGetResponse> = None;
-    for r in &out.closest_replies {
-        let Some(v) = r
-            .value
-            .as_deref()
-            .and_then(|b| MutableGetResponse::from_bytes(b).ok())
-        else {
-            continue;
-        };
-        if !verify_mutable(public_key, v.seq, &v.value, &v.signature) {
-            continue;
-        }
-        if best.as_ref().is_none_or(|b| v.seq > b.seq) {
-            best = Some(v);
-        }
-    }
-    Ok(best)
-}
-
-/// `dht.immutablePut(value)`: returns the hash and the acknowledgements.
-pub async fn immutable_put(dht: &Arc<Dht>, value: &[u8]) -> Result<([u8; 32], usize), OpError> {
-    let target = hash(value);
-    let out = dht
-        .query(query(target, Command::ImmutableGet, None))
-        .await?;
-    let acks = commit(
-        dht,
-        &out.closest_replies,
-        Command::ImmutablePut,
-        target,
-        |_, _| value.to_vec(),
-    )
-    .await?;
-    Ok((target, acks))
-}
-
-/// `dht.immutableGet(hash)`: the first value whose hash matches.
-pub async fn immutable_get(dht: &Dht, target: [u8; 32]) -> Result<Option<Vec<u8>>, OpError> {
-    let out = dht
-        .query(query(target, Command::ImmutableGet, None))
-        .await?;
-    Ok(out
-        .closest_replies
-        .iter()
-        .filter_map(|r| r.value.clone())
-        .find(|v| hash(v) == target))
 }
