@@ -1,6 +1,9 @@
 'use strict'
 // A hyperdht testnet on 127.0.0.1 that answers commands about its nodes.
-// argv: size [bootstrapHost:port]. Prints {"ready": true, nodes: [...]} then one JSON line per
+// argv: size [bootstrapHost:port|-] [ephemeral]. `size` persistent storage nodes
+// (`hyperdht/testnet`), then `ephemeral` more nodes with JS's default options (ephemeral, so
+// they route and query but store nothing until they turn persistent). Prints
+// {"ready": true, nodes: [...]} (an ephemeral node's id is null) then one JSON line per
 // command read from stdin: {id, cmd: 'info'|'tables'|'findNode'|'ping', ...}.
 const createTestnet = require('hyperdht/testnet')
 const { out, exitWithParent, onCommands } = require('./common')
@@ -10,11 +13,14 @@ const hex = (b) => (b ? Buffer.from(b).toString('hex') : null)
 async function main() {
   const size = Number(process.argv[2] || 5)
   const opts = { host: '127.0.0.1' }
-  if (process.argv[3]) {
+  if (process.argv[3] && process.argv[3] !== '-') {
     const [host, port] = process.argv[3].split(':')
     opts.bootstrap = [{ host, port: Number(port) }]
   }
   const testnet = await createTestnet(size, opts)
+  for (let i = 0; i < Number(process.argv[4] || 0); i++) {
+    await testnet.createNode().fullyBootstrapped() // createNode adds it to testnet.nodes
+  }
   exitWithParent(() => testnet.destroy())
   const info = () =>
     testnet.nodes.map((n) => ({ host: '127.0.0.1', port: n.address().port, id: hex(n.id) }))

@@ -9,6 +9,7 @@
 //! - [`Testnet`] starts `js/testnet.js`: a `hyperdht/testnet` of N nodes bound to 127.0.0.1.
 //! - [`peer_driver`] starts any implementation of the peer interface (the JS `js/swarm-peer.js`,
 //!   the Rust `swarm-peer`) in a server or client seat and reads its results.
+//! - [`records`]: Rust storage nodes and client operations for the HyperDHT record tests.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddrV4;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod peer_driver;
+pub mod records;
 
 /// Errors of the harness. Tests unwrap them; the message says what to fix.
 #[derive(Debug)]
