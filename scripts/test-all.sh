@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every default test tier of the workspace. On a fresh machine it needs only the Rust
-# toolchain, Node.js 20, npm, curl and python3 (with venv): it installs cargo-nextest and
+# toolchain, Node.js 20 and npm: it installs cargo-nextest and
 # cargo-fuzz (exact versions) from crates.io, the pinned JS packages from npm, the pinned Python
-# API clients from PyPI (scripts/api-test-venv.sh), and iptables from the distribution when they
-# are missing.
+# API clients from PyPI (scripts/api-test-venv.sh), and iptables, python3-venv and curl from the
+# distribution when they are missing.
 #
 # Tiers, in order: fmt, clippy (warnings are errors), sans-IO cores without default features,
 # the test suite (unit, property, vector, corpus replay, simulation, live interop against JS on
@@ -79,6 +79,13 @@ fi
 echo "NOISE_SIMD_REQUIRED=${NOISE_SIMD_REQUIRED:-0}"
 
 step "pinned Python clients for the API tests (openai, prometheus_client) into target/api-test-venv"
+# python3 with its venv module and curl come from the distribution when they are missing.
+if ! command -v curl >/dev/null || ! command -v python3 >/dev/null ||
+  ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  command -v apt-get >/dev/null || fail "python3 (with venv) or curl is missing and there is no apt-get"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv curl; } ||
+    fail "could not install python3, python3-venv and curl with apt-get"
+fi
 scripts/api-test-venv.sh || fail "could not install the pinned openai and prometheus_client packages (python3 with venv and PyPI are needed)"
 command -v curl >/dev/null || fail "curl is not installed (the API tests use it)"
 
