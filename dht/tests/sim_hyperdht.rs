@@ -2,7 +2,7 @@
 //! virtual clock, 5-40 ms links; see `common/hyper.rs`): topics announced from random nodes,
 //! then 10 % of the nodes replaced (killed, and as many new ones joined), then each topic
 //! looked up from another random node. At least 99 % of the lookups must find the announcer's
-//! key. Prints announce and lookup requests per operation and lookup hops.
+//! key. Prints announce and lookup requests and hops per operation.
 //!
 //! Default run: 500 nodes, 100 topics, two seeds. `sim_2000_nodes` (ignored; run with
 //! `cargo nextest run -p dht --test sim_hyperdht --run-ignored only --no-capture`) runs 2,000
@@ -31,6 +31,7 @@ struct Report {
     announces: usize,
     announce_acks: usize,
     announce_requests: u64,
+    announce_hops: u64,
     lookups: usize,
     found: usize,
     lookup_requests: u64,
@@ -102,6 +103,7 @@ fn run(seed: u64, nodes: u32, topics: usize) -> Report {
                 && c.answered > 0
             {
                 r.announce_acks += 1;
+                r.announce_hops += u64::from(c.hops);
             }
             net.take_events(a, op);
         }
@@ -150,7 +152,7 @@ fn run(seed: u64, nodes: u32, topics: usize) -> Report {
     let per = |x: u64, n: usize| x as f64 / n.max(1) as f64;
     println!(
         "seed {seed}: {nodes} nodes, {topics} topics, 10% churn between announce and lookup: \
-         found {}/{} ({:.1}%); announce: {}/{} acknowledged, {:.1} requests each; \
+         found {}/{} ({:.1}%); announce: {}/{} acknowledged, {:.1} requests, {:.2} hops each; \
          lookup: {:.1} requests, {:.2} hops each; network built in {:.1?}, total {:.1?}",
         r.found,
         r.lookups,
@@ -158,6 +160,7 @@ fn run(seed: u64, nodes: u32, topics: usize) -> Report {
         r.announce_acks,
         r.announces,
         per(r.announce_requests, r.announces),
+        per(r.announce_hops, r.announce_acks),
         per(r.lookup_requests, r.lookups),
         per(r.lookup_hops, r.lookups),
         built,
@@ -179,6 +182,8 @@ fn check(r: &Report) {
     );
     // a lookup that found something sent requests and walked at least one hop
     assert!(r.lookup_requests >= r.lookups as u64 && r.lookup_hops >= r.lookups as u64);
+    // an acknowledged announce walked at least one hop before it committed
+    assert!(r.announce_hops >= r.announce_acks as u64);
 }
 
 #[test]

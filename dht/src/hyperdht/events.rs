@@ -88,6 +88,8 @@ pub struct Committed {
     pub failed: usize,
     /// Answers with an error code (e.g. 16 SEQ_REUSED, 17 SEQ_TOO_LOW), by node.
     pub refused: Vec<(SocketAddrV4, u64)>,
+    /// Referral depth of the closest reply of the query phase (as [`QuerySummary::hops`]).
+    pub hops: u8,
 }
 
 /// What a finished operation produced.

@@ -532,6 +532,7 @@ impl HyperDht {
         };
         let closest: Vec<SocketAddrV4> = outcome.closest_replies.iter().map(|r| r.from).collect();
         o.committed.closest_nodes.clone_from(&closest);
+        o.committed.hops = outcome.hops;
         let summary = QuerySummary {
             found: o.found,
             closest_nodes: closest,
