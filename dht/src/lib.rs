@@ -9,6 +9,9 @@
 //!   bootstrap, ephemeral → persistent); `runtime` (feature `tokio`) drives it over the `udx`
 //!   socket, and the `hyperdht` binary (feature `cli`) is a drop-in for JS's.
 //! - [`hyperdht::messages`]: hyperdht message values.
+//! - [`hyperdht::HyperDht`]: the sans-IO HyperDHT node (storage node, router, client
+//!   operations) on top of an `rpc::Node`; `runtime::HyperDhtNode` (feature `tokio`) is its
+//!   handle.
 //! - [`crypto`]: node ids, namespaces, key pairs, announce and mutable signatures.
 //!
 //! Contract: decoders take untrusted bytes, never panic, and return a [`codec::DecodeError`]

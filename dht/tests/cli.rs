@@ -98,3 +98,135 @@ fn bootstrap_node_and_persistent_nodes_print_js_lines() {
         persistent += 1;
     }
 }
+
+/// Runs an operator command to its end: (exit code, stdout lines, stderr).
+fn op(args: &[String]) -> (i32, Vec<String>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperdht"))
+        .args(args)
+        .output()
+        .expect("run hyperdht");
+    let stdout = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn operator_commands_put_get_announce_and_lookup_on_rust_storage_nodes() {
+    let port = free_port();
+    let p = port.to_string();
+    let (_b, brx) = spawn(&["--bootstrap", "--host", "127.0.0.1", "--port", &p]);
+    let mut seen = Vec::new();
+    wait_for(
+        &brx,
+        "Fully started Hyperswarm DHT bootstrap node",
+        &mut seen,
+    );
+    let boot = format!("127.0.0.1:{port}");
+    let (_n, nrx) = spawn(&[
+        "--bootstrap",
+        &boot,
+        "--nodes",
+        "4",
+        "--host",
+        "127.0.0.1",
+        "--persistent",
+    ]);
+    for _ in 0..4 {
+        wait_for(&nrx, "is persistent", &mut seen);
+    }
+    let net = ["--bootstrap", boot.as_str(), "--host", "127.0.0.1"];
+    let with =
+        |a: &[&str]| -> Vec<String> { a.iter().chain(net.iter()).map(|s| s.to_string()).collect() };
+
+    // immutable put → get by the printed hash
+    let (code, out, err) = op(&with(&["immutable-put", "a value"]));
+    assert_eq!(code, 0, "{err}");
+    let put = json(&out[0]);
+    let h = put["hash"].as_str().unwrap().to_string();
+    assert!(put["answered"].as_u64().unwrap() >= 1, "{put}");
+    let (code, out, err) = op(&with(&["immutable-get", &h]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out[0])["value"], "a value");
+
+    // mutable put → get by public key
+    let seed = "11".repeat(32);
+    let (code, out, err) = op(&with(&["mutable-put", "--seed", &seed, "--seq", "4", "m"]));
+    assert_eq!(code, 0, "{err}");
+    let pk = json(&out[0])["publicKey"].as_str().unwrap().to_string();
+    let (code, out, err) = op(&with(&["mutable-get", &pk]));
+    assert_eq!(code, 0, "{err}");
+    let got = json(&out[0]);
+    assert_eq!(
+        (got["seq"].as_u64(), got["value"].as_str()),
+        (Some(4), Some("m"))
+    );
+
+    // failures: one sentence on stderr, exit code 1
+    let (code, out, err) = op(&with(&["immutable-get", &"ab".repeat(32)]));
+    assert_eq!((code, out.len(), err.as_str()), (1, 0, "no record found"));
+    let (code, _, err) = op(&with(&["mutable-get", "xyz"]));
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "public key must be 64 hex digits")
+    );
+
+    // announce stays until SIGTERM, then unannounces
+    let aseed = "22".repeat(32);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperdht"))
+        .args(with(&["announce", "cli topic", "--seed", &aseed]))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start announce");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, arx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut child = Kill(child);
+    wait_for(&arx, "\"type\":\"announced\"", &mut seen);
+    let announced_key = json(seen.last().unwrap())["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let keys = |seen: &mut Vec<String>| {
+        let (code, out, err) = op(&with(&["lookup", "cli topic"]));
+        assert_eq!(code, 0, "{err}");
+        let done = json(out.last().expect("a summary line"));
+        seen.extend(out);
+        done["publicKeys"].as_array().unwrap().clone()
+    };
+    assert_eq!(
+        keys(&mut seen),
+        vec![serde_json::Value::from(announced_key)]
+    );
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(&arx, "\"type\":\"unannounced\"", &mut seen);
+    assert!(child.0.wait().unwrap().success());
+    assert!(keys(&mut seen).is_empty(), "{seen:?}");
+}

@@ -8,13 +8,28 @@
 //! - [`nat`]: NAT classification of a holepunch socket (`lib/nat.js`), sans-IO.
 //! - [`holepunch`]: the holepunch state machines of both peers (`lib/holepuncher.js`, the punch
 //!   rounds of `lib/connect.js` and `lib/server.js`), sans-IO.
+//! - [`node`]: the sans-IO HyperDHT node ([`HyperDht`]): a dht-rpc node, the store, the
+//!   [`router`], and the client operations of [`ops`] (lookup, announce, unannounce, findPeer,
+//!   mutable and immutable put/get).
 
 pub mod cache;
+pub mod events;
 pub mod fuzzing;
 pub mod holepunch;
 pub mod messages;
 pub mod nat;
+pub mod node;
+#[doc(hidden)]
+pub mod node_fuzzing;
+pub mod ops;
 pub mod persistent;
+pub mod router;
+
+pub use node::{HyperDht, HyperDhtConfig, HyperStats};
+pub use ops::{
+    Committed, FindPeerReply, HyperEvent, ImmutableValue, LookupReply, MutableValue, OpError, OpId,
+    OpOutcome, QuerySummary,
+};
 
 /// hyperdht user commands (`lib/constants.js` `COMMANDS`), sent without the `internal` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,7 +11,8 @@
 //! router (JS writes `dht._router` directly). It does no I/O, reads no clock and draws its
 //! randomness (which records a LOOKUP returns) from the seed it was built with.
 //!
-//! How a HyperDHT layer that owns an `rpc::Node` uses it: register the eight commands
+//! How a HyperDHT layer that owns an `rpc::Node` uses it ([`super::HyperDht`] does exactly
+//! this): register the eight commands
 //! ([`StoreCommand::ALL`]) with `Node::register_command` once the node is persistent; for each
 //! `Event::Request` whose command is one of them, build a [`StoreRequest`] with
 //! [`StoreRequest::from_incoming`] (for LOOKUP and FIND_PEER also pass the router's record for

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome, ReplyOpts};
 
+pub mod hyper;
+
 /// A tiny deterministic RNG (SplitMix64) for the harness itself.
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);

@@ -20,6 +20,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand_core::{OsRng, RngCore};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,8 +28,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::rpc::wire::InternalCommand;
 use crate::rpc::{
     Config, Event, IncomingRequest, Node, NodeId, QueryError, QueryId, QueryOpts, QueryOutcome,
-    Reply, ReplyOpts, RequestError, RequestId, RequestOpts,
+    Reply, ReplyOpts, RequestError, RequestId, RequestOpts, Transmit,
 };
+
+mod hyper;
+pub use hyper::{HyperCore, HyperDhtNode, HyperStatus, LOOKUP_QUEUE, Lookup, MutablePutDone};
 
 /// Commands the handle may queue before `send` waits (bounded channel).
 pub const COMMAND_QUEUE: usize = 1024;
@@ -130,6 +134,12 @@ pub enum DhtError {
     /// Only IPv4 is supported by dht-rpc.
     #[error("not an IPv4 address: {0}")]
     NotIpv4(SocketAddr),
+    /// A HyperDHT operation failed.
+    #[error(transparent)]
+    Op(#[from] crate::hyperdht::OpError),
+    /// An operation ended with another outcome than its own (a bug, reported, not panicked).
+    #[error("unexpected outcome: {0}")]
+    Unexpected(String),
 }
 
 /// A snapshot of the node's state, published after every change.
@@ -147,35 +157,159 @@ pub struct Status {
     pub table_len: usize,
 }
 
-enum Command {
-    Query(QueryOpts, oneshot::Sender<Result<QueryOutcome, QueryError>>),
-    Request {
-        to: SocketAddrV4,
-        opts: RequestOpts,
-        done: oneshot::Sender<Result<Reply, RequestError>>,
-    },
-    Reply {
-        req: Box<IncomingRequest>,
-        opts: ReplyOpts,
-    },
-    Register(u64),
-    ToArray(oneshot::Sender<Vec<SocketAddrV4>>),
-    Shutdown,
+/// A closure the driver runs on its core with the current time; `None` stops the driver.
+type Call<C> = Option<Box<dyn FnOnce(&mut C, Instant) + Send>>;
+
+/// A sans-IO core the driver runs ([`Node`] through [`RpcCore`], and
+/// [`crate::hyperdht::HyperDht`] through `hyper::HyperCore`): the I/O contract every core
+/// here shares, plus `dispatch`, which hands the core's events to whoever waits for them.
+pub trait Core: Send + 'static {
+    /// A received datagram.
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]);
+    /// Timers due at `now`.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// When `handle_timeout` is next due.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Delivers the events the last step produced.
+    fn dispatch(&mut self);
+    /// The rpc node, for the status snapshot.
+    fn node(&self) -> &Node;
+}
+
+/// The driver's handle to its task: a bounded queue of calls and the status it publishes.
+pub(crate) struct Driver<C> {
+    tx: mpsc::Sender<Call<C>>,
+    status: watch::Receiver<Status>,
+}
+
+impl<C> Clone for Driver<C> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Driver<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+impl<C: Core> Driver<C> {
+    /// Drives `core` over `socket` in a new task.
+    pub(crate) fn spawn<S: DatagramSocket>(socket: S, local: SocketAddrV4, core: C) -> Self {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (status_tx, status_rx) = watch::channel(status_of(local, core.node()));
+        tokio::spawn(drive(socket, core, rx, status_tx));
+        Self {
+            tx,
+            status: status_rx,
+        }
+    }
+
+    /// Runs `f` on the core in the driver task.
+    pub(crate) async fn call(
+        &self,
+        f: impl FnOnce(&mut C, Instant) + Send + 'static,
+    ) -> Result<(), DhtError> {
+        self.tx
+            .send(Some(Box::new(f)))
+            .await
+            .map_err(|_| DhtError::Shutdown)
+    }
+
+    /// Queues `f` without waiting; dropped when the queue is full or the task is gone.
+    pub(crate) fn try_call(&self, f: impl FnOnce(&mut C, Instant) + Send + 'static) {
+        let _ = self.tx.try_send(Some(Box::new(f)));
+    }
+
+    /// Runs `f` on the core and waits for the answer it sends on the channel it is given.
+    pub(crate) async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut C, Instant, oneshot::Sender<T>) + Send + 'static,
+    ) -> Result<T, DhtError> {
+        let (tx, rx) = oneshot::channel();
+        self.call(move |c, now| f(c, now, tx)).await?;
+        rx.await.map_err(|_| DhtError::Shutdown)
+    }
+
+    /// Stops the task.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.tx.send(None).await;
+    }
+
+    pub(crate) fn status(&self) -> &watch::Receiver<Status> {
+        &self.status
+    }
+}
+
+fn status_of(local: SocketAddrV4, node: &Node) -> Status {
+    Status {
+        local_addr: local,
+        id: node.id(),
+        bootstrapped: node.is_bootstrapped(),
+        firewalled: node.is_firewalled(),
+        table_len: node.table().len(),
+    }
+}
+
+/// [`Node`] with the waiters of the [`Dht`] handle's queries and requests.
+#[derive(Debug)]
+pub struct RpcCore {
+    node: Node,
+    queries: BTreeMap<QueryId, oneshot::Sender<Result<QueryOutcome, QueryError>>>,
+    reqs: BTreeMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>>,
+    requests: mpsc::Sender<IncomingRequest>,
+}
+
+impl Core for RpcCore {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        self.node.handle_datagram(now, from, bytes);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.node.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.node.poll_transmit()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.node.poll_timeout()
+    }
+    fn node(&self) -> &Node {
+        &self.node
+    }
+    fn dispatch(&mut self) {
+        while let Some(e) = self.node.poll_event() {
+            match e {
+                Event::QueryDone { query, result } => {
+                    if let Some(tx) = self.queries.remove(&query) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Event::Response { request, result } => {
+                    if let Some(tx) = self.reqs.remove(&request) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Event::Request(r) => {
+                    let _ = self.requests.try_send(r);
+                }
+                other => tracing::debug!("{other:?}"),
+            }
+        }
+    }
 }
 
 /// Handle to a running node.
 #[derive(Debug, Clone)]
 pub struct Dht {
-    tx: mpsc::Sender<Command>,
-    status: watch::Receiver<Status>,
+    driver: Driver<RpcCore>,
     requests: Arc<tokio::sync::Mutex<mpsc::Receiver<IncomingRequest>>>,
     udx: Option<udx::socket::Socket>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Command")
-    }
 }
 
 /// The IPv4 form of `a`: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack
@@ -255,20 +389,15 @@ impl Dht {
 
     /// Drives `node` over `socket` in a new task.
     pub fn spawn<S: DatagramSocket>(socket: S, local: SocketAddrV4, node: Node) -> Self {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
-        let status = Status {
-            local_addr: local,
-            id: node.id(),
-            bootstrapped: node.is_bootstrapped(),
-            firewalled: node.is_firewalled(),
-            table_len: node.table().len(),
+        let core = RpcCore {
+            node,
+            queries: BTreeMap::new(),
+            reqs: BTreeMap::new(),
+            requests: req_tx,
         };
-        let (status_tx, status_rx) = watch::channel(status);
-        tokio::spawn(drive(socket, node, rx, status_tx, req_tx));
         Self {
-            tx,
-            status: status_rx,
+            driver: Driver::spawn(socket, local, core),
             requests: Arc::new(tokio::sync::Mutex::new(req_rx)),
             udx: None,
         }
@@ -276,38 +405,34 @@ impl Dht {
 
     /// The latest status.
     pub fn status(&self) -> Status {
-        self.status.borrow().clone()
+        self.driver.status().borrow().clone()
     }
 
     /// A receiver of status updates.
     pub fn watch(&self) -> watch::Receiver<Status> {
-        self.status.clone()
+        self.driver.status().clone()
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddrV4 {
-        self.status.borrow().local_addr
+        self.driver.status().borrow().local_addr
     }
 
     /// Waits until the bootstrap finished.
     pub async fn ready(&self) -> Result<Status, DhtError> {
-        let mut w = self.status.clone();
-        let s = w
-            .wait_for(|s| s.bootstrapped)
-            .await
-            .map_err(|_| DhtError::Shutdown)?;
-        Ok(s.clone())
-    }
-
-    async fn send(&self, c: Command) -> Result<(), DhtError> {
-        self.tx.send(c).await.map_err(|_| DhtError::Shutdown)
+        wait_ready(self.driver.status()).await
     }
 
     /// Runs a query.
     pub async fn query(&self, opts: QueryOpts) -> Result<QueryOutcome, DhtError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Query(opts, tx)).await?;
-        Ok(rx.await.map_err(|_| DhtError::Shutdown)??)
+        let r = self
+            .driver
+            .ask(move |c, now, tx| {
+                let q = c.node.query(now, opts);
+                c.queries.insert(q, tx);
+            })
+            .await?;
+        Ok(r?)
     }
 
     /// FIND_NODE for `target`.
@@ -317,9 +442,14 @@ impl Dht {
 
     /// Sends one request to `to`.
     pub async fn request(&self, to: SocketAddrV4, opts: RequestOpts) -> Result<Reply, DhtError> {
-        let (done, rx) = oneshot::channel();
-        self.send(Command::Request { to, opts, done }).await?;
-        Ok(rx.await.map_err(|_| DhtError::Shutdown)??)
+        let r = self
+            .driver
+            .ask(move |c, now, tx| {
+                let r = c.node.request(now, to, opts);
+                c.reqs.insert(r, tx);
+            })
+            .await?;
+        Ok(r?)
     }
 
     /// PING.
@@ -330,15 +460,19 @@ impl Dht {
 
     /// Table members, most recently seen first.
     pub async fn to_array(&self) -> Result<Vec<SocketAddrV4>, DhtError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::ToArray(tx)).await?;
-        rx.await.map_err(|_| DhtError::Shutdown)
+        self.driver
+            .ask(|c, _, tx| {
+                let _ = tx.send(c.node.to_array());
+            })
+            .await
     }
 
     /// Declares that this application handles user command `command`; its requests then come
     /// from [`Dht::next_request`].
     pub async fn register_command(&self, command: u64) -> Result<(), DhtError> {
-        self.send(Command::Register(command)).await
+        self.driver
+            .call(move |c, _| c.node.register_command(command))
+            .await
     }
 
     /// The next request for a registered command.
@@ -348,63 +482,41 @@ impl Dht {
 
     /// Answers a user request ([`Node::reply`]).
     pub async fn reply(&self, req: IncomingRequest, opts: ReplyOpts) -> Result<(), DhtError> {
-        self.send(Command::Reply {
-            req: Box::new(req),
-            opts,
-        })
-        .await
+        self.driver.call(move |c, _| c.node.reply(&req, opts)).await
     }
 
     /// Stops the node.
     pub async fn shutdown(&self) {
-        let _ = self.tx.send(Command::Shutdown).await;
+        self.driver.shutdown().await;
     }
 }
 
-async fn drive<S: DatagramSocket>(
+/// Waits until the status says the bootstrap finished.
+pub(crate) async fn wait_ready(status: &watch::Receiver<Status>) -> Result<Status, DhtError> {
+    let mut w = status.clone();
+    let s = w
+        .wait_for(|s| s.bootstrapped)
+        .await
+        .map_err(|_| DhtError::Shutdown)?;
+    Ok(s.clone())
+}
+
+async fn drive<S: DatagramSocket, C: Core>(
     mut socket: S,
-    mut node: Node,
-    mut rx: mpsc::Receiver<Command>,
+    mut core: C,
+    mut rx: mpsc::Receiver<Call<C>>,
     status: watch::Sender<Status>,
-    requests: mpsc::Sender<IncomingRequest>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut queries: BTreeMap<QueryId, oneshot::Sender<Result<QueryOutcome, QueryError>>> =
-        BTreeMap::new();
-    let mut reqs: BTreeMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>> =
-        BTreeMap::new();
     let local = status.borrow().local_addr;
     loop {
-        while let Some(t) = node.poll_transmit() {
+        while let Some(t) = core.poll_transmit() {
             if let Err(e) = socket.send_to(&t.payload, SocketAddr::V4(t.to)).await {
                 tracing::debug!("send to {} failed: {e}", t.to);
             }
         }
-        while let Some(e) = node.poll_event() {
-            match e {
-                Event::QueryDone { query, result } => {
-                    if let Some(tx) = queries.remove(&query) {
-                        let _ = tx.send(result);
-                    }
-                }
-                Event::Response { request, result } => {
-                    if let Some(tx) = reqs.remove(&request) {
-                        let _ = tx.send(result);
-                    }
-                }
-                Event::Request(r) => {
-                    let _ = requests.try_send(r);
-                }
-                other => tracing::debug!("{other:?}"),
-            }
-        }
-        let s = Status {
-            local_addr: local,
-            id: node.id(),
-            bootstrapped: node.is_bootstrapped(),
-            firewalled: node.is_firewalled(),
-            table_len: node.table().len(),
-        };
+        core.dispatch();
+        let s = status_of(local, core.node());
         status.send_if_modified(|old| {
             if *old != s {
                 *old = s;
@@ -413,7 +525,7 @@ async fn drive<S: DatagramSocket>(
                 false
             }
         });
-        let deadline = node
+        let deadline = core
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(1));
@@ -423,7 +535,7 @@ async fn drive<S: DatagramSocket>(
                 match r {
                     Ok((n, from)) => {
                         if let (Some(from), Some(d)) = (as_v4(from), buf.get(..n)) {
-                            node.handle_datagram(now, from, d);
+                            core.handle_datagram(now, from, d);
                         }
                     }
                     // The udx socket was closed under us: nothing more will arrive.
@@ -434,25 +546,15 @@ async fn drive<S: DatagramSocket>(
             c = rx.recv() => {
                 let now = tokio::time::Instant::now().into_std();
                 match c {
-                    None | Some(Command::Shutdown) => break,
-                    Some(Command::Query(opts, tx)) => {
-                        let q = node.query(now, opts);
-                        queries.insert(q, tx);
-                    }
-                    Some(Command::Request { to, opts, done }) => {
-                        let r = node.request(now, to, opts);
-                        reqs.insert(r, done);
-                    }
-                    Some(Command::Reply { req, opts }) => node.reply(&req, opts),
-                    Some(Command::Register(c)) => node.register_command(c),
-                    Some(Command::ToArray(tx)) => {
-                        let _ = tx.send(node.to_array());
-                    }
+                    None | Some(None) => break,
+                    Some(Some(f)) => f(&mut core, now),
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
-                node.handle_timeout(tokio::time::Instant::now().into_std());
+                core.handle_timeout(tokio::time::Instant::now().into_std());
             }
         }
     }
+    // Whatever the core still has to say (a destroy's last events) goes out before the end.
+    core.dispatch();
 }

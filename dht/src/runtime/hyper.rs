@@ -1,0 +1,453 @@
+//! tokio handle of a [`HyperDht`] node (`new HyperDHT(opts)` and its client methods), on the
+//! same driver loop as [`super::Dht`].
+//!
+//! [`HyperDhtNode::bind`] binds a udx socket (DHT datagrams and UDX streams share its port;
+//! [`HyperDhtNode::udx_socket`] hands it out), starts the driver task and returns a cloneable
+//! handle. Every method queues one call to the task and waits for the operation's end; a
+//! lookup returns a [`Lookup`] receiver that yields the replies as they arrive. Dropping a
+//! [`Lookup`] cancels its walk. [`HyperDhtNode::destroy`] ends every running operation with
+//! [`OpError::Destroyed`] and stops the task.
+
+// The driver is where the clock and the OS RNG live.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{
+    Core, DATAGRAM_QUEUE, DhtError, Driver, Status, UdxDatagrams, bind_udx, seed, wait_ready,
+};
+use crate::crypto::KeyPair;
+use crate::hyperdht::persistent::StoreStats;
+use crate::hyperdht::router::RouterStats;
+use crate::hyperdht::{
+    Committed, FindPeerReply, HyperDht, HyperDhtConfig, HyperEvent, HyperStats, ImmutableValue,
+    LookupReply, MutableValue, OpError, OpId, OpOutcome,
+};
+use crate::rpc::{Node, Transmit};
+
+/// Replies a [`Lookup`] buffers before the walk's further replies are dropped (counted in
+/// [`HyperStatus::dropped_replies`]).
+pub const LOOKUP_QUEUE: usize = 256;
+
+type Done = oneshot::Sender<Result<OpOutcome, OpError>>;
+
+/// Who waits for an operation.
+enum Waiter {
+    /// The outcome.
+    Once(Done),
+    /// A lookup's replies, then its error if it fails.
+    Stream(mpsc::Sender<Result<LookupReply, OpError>>),
+    /// The first peer found.
+    FirstPeer(oneshot::Sender<Result<FindPeerReply, OpError>>),
+}
+
+/// [`HyperDht`] with the handle's waiters.
+pub struct HyperCore {
+    dht: HyperDht,
+    waiters: BTreeMap<OpId, Waiter>,
+    dropped_replies: u64,
+}
+
+impl std::fmt::Debug for HyperCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HyperCore")
+            .field("dht", &self.dht)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core for HyperCore {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        self.dht.handle_datagram(now, from, bytes);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.dht.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.dht.poll_transmit()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.dht.poll_timeout()
+    }
+    fn node(&self) -> &Node {
+        self.dht.rpc()
+    }
+    fn dispatch(&mut self) {
+        while let Some(e) = self.dht.poll_event() {
+            match e {
+                HyperEvent::LookupReply { op, reply } => {
+                    if let Some(Waiter::Stream(tx)) = self.waiters.get(&op) {
+                        match tx.try_send(Ok(reply)) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => self.dropped_replies += 1,
+                            // The receiver is gone: nobody wants the rest.
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                self.waiters.remove(&op);
+                                self.dht.cancel(op);
+                            }
+                        }
+                    }
+                }
+                HyperEvent::PeerFound { op, reply } => {
+                    if let Some(Waiter::FirstPeer(tx)) = self.waiters.remove(&op) {
+                        let _ = tx.send(Ok(reply));
+                        self.dht.cancel(op);
+                    }
+                }
+                HyperEvent::Done { op, result } => match self.waiters.remove(&op) {
+                    Some(Waiter::Once(tx)) => {
+                        let _ = tx.send(result);
+                    }
+                    Some(Waiter::Stream(tx)) => {
+                        if let Err(e) = result {
+                            let _ = tx.try_send(Err(e));
+                        }
+                    }
+                    Some(Waiter::FirstPeer(tx)) => {
+                        let _ = tx.send(Err(result.err().unwrap_or(OpError::NotFound)));
+                    }
+                    None => {}
+                },
+                other => tracing::debug!("{other:?}"),
+            }
+        }
+    }
+}
+
+/// A lookup in progress: its replies as they arrive (`dht.lookup(topic)` as a stream).
+/// Dropping it before the end cancels the walk (`query.destroy()`).
+#[derive(Debug)]
+pub struct Lookup {
+    rx: mpsc::Receiver<Result<LookupReply, OpError>>,
+    op: OpId,
+    driver: Driver<HyperCore>,
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        let op = self.op;
+        // Best effort: when the command queue is full, the walk ends on its own and its
+        // replies find the receiver gone.
+        self.driver.try_call(move |c, _| {
+            if c.waiters.remove(&op).is_some() {
+                c.dht.cancel(op);
+            }
+        });
+    }
+}
+
+impl Lookup {
+    /// The next reply; `None` once the walk is over. An `Err` is the walk's failure.
+    pub async fn next(&mut self) -> Option<Result<LookupReply, OpError>> {
+        self.rx.recv().await
+    }
+
+    /// Every remaining reply, or the walk's failure.
+    pub async fn collect(mut self) -> Result<Vec<LookupReply>, OpError> {
+        let mut out = Vec::new();
+        while let Some(r) = self.next().await {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+}
+
+/// What `mutable_put` stored (`{ publicKey, closestNodes, seq, signature }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutablePutDone {
+    /// The signer.
+    pub public_key: [u8; 32],
+    /// The sequence number.
+    pub seq: u64,
+    /// The signature.
+    pub signature: [u8; 64],
+    /// The commits, including refusals (16 SEQ_REUSED, 17 SEQ_TOO_LOW).
+    pub committed: Committed,
+}
+
+/// Counters of a running node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HyperStatus {
+    /// The rpc status.
+    pub status: Status,
+    /// The layer's counters.
+    pub stats: HyperStats,
+    /// The store's counters, once the node is a storage node.
+    pub store: Option<StoreStats>,
+    /// The store's entry counts `(records, refreshes, bumps, mutables, immutables)`.
+    pub store_sizes: Option<(usize, usize, usize, usize, usize)>,
+    /// The router's counters.
+    pub router: RouterStats,
+    /// Router forwards held.
+    pub forwards: usize,
+    /// Lookup replies dropped because a [`Lookup`] was not read fast enough.
+    pub dropped_replies: u64,
+}
+
+/// Handle to a running HyperDHT node.
+#[derive(Debug, Clone)]
+pub struct HyperDhtNode {
+    driver: Driver<HyperCore>,
+    udx: udx::socket::Socket,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn unexpected(o: &OpOutcome) -> DhtError {
+    DhtError::Unexpected(format!("{o:?}"))
+}
+
+impl HyperDhtNode {
+    /// Binds a udx socket on `addr` (port 0 = any) and starts a HyperDHT node on it
+    /// (`new HyperDHT({ port, host, bootstrap, ... })`).
+    pub async fn bind(addr: SocketAddrV4, config: HyperDhtConfig) -> Result<Self, DhtError> {
+        Self::start(addr, |local, now, seed| {
+            HyperDht::new(config, local.port(), now, unix_ms(), seed)
+        })
+    }
+
+    /// Binds `bind` and starts a bootstrap node reachable at `public`
+    /// (`HyperDHT.bootstrapper(port, host)`); it stores records like any persistent node.
+    pub async fn bootstrapper(
+        bind: SocketAddrV4,
+        public: SocketAddrV4,
+        config: HyperDhtConfig,
+    ) -> Result<Self, DhtError> {
+        Self::start(bind, |local, now, seed| {
+            let public = SocketAddrV4::new(*public.ip(), local.port());
+            HyperDht::bootstrapper(config, public, now, unix_ms(), seed)
+        })
+    }
+
+    fn start(
+        addr: SocketAddrV4,
+        build: impl FnOnce(SocketAddrV4, Instant, [u8; 32]) -> HyperDht,
+    ) -> Result<Self, DhtError> {
+        let (socket, local) = bind_udx(addr)?;
+        let now = tokio::time::Instant::now().into_std();
+        let core = HyperCore {
+            dht: build(local, now, seed()),
+            waiters: BTreeMap::new(),
+            dropped_replies: 0,
+        };
+        let driver = Driver::spawn(
+            UdxDatagrams::new(socket.clone(), DATAGRAM_QUEUE),
+            local,
+            core,
+        );
+        Ok(Self {
+            driver,
+            udx: socket,
+        })
+    }
+
+    /// The udx socket the node runs on, for UDX streams on the DHT's port.
+    pub fn udx_socket(&self) -> &udx::socket::Socket {
+        &self.udx
+    }
+
+    /// The latest rpc status.
+    pub fn status(&self) -> Status {
+        self.driver.status().borrow().clone()
+    }
+
+    /// A receiver of status updates.
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.driver.status().clone()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.driver.status().borrow().local_addr
+    }
+
+    /// Waits until the bootstrap finished (`await dht.ready()`).
+    pub async fn ready(&self) -> Result<Status, DhtError> {
+        wait_ready(self.driver.status()).await
+    }
+
+    /// Counters of the node, its store and its router.
+    pub async fn stats(&self) -> Result<HyperStatus, DhtError> {
+        let status = self.status();
+        self.driver
+            .ask(move |c, _, tx| {
+                let _ = tx.send(HyperStatus {
+                    status,
+                    stats: c.dht.stats().clone(),
+                    store: c.dht.store_stats(),
+                    store_sizes: c.dht.store_sizes(),
+                    router: c.dht.router_stats().clone(),
+                    forwards: c.dht.router().len(),
+                    dropped_replies: c.dropped_replies,
+                });
+            })
+            .await
+    }
+
+    /// Runs `f` on the node's [`HyperDht`] in the driver task and returns what it returns
+    /// (for what the handle does not wrap; the events of operations started this way are
+    /// not delivered anywhere).
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut HyperDht, Instant) -> T + Send + 'static,
+    ) -> Result<T, DhtError> {
+        self.driver
+            .ask(move |c, now, tx| {
+                let _ = tx.send(f(&mut c.dht, now));
+            })
+            .await
+    }
+
+    /// Starts an operation and waits for its outcome.
+    async fn run(
+        &self,
+        start: impl FnOnce(&mut HyperDht, Instant) -> OpId + Send + 'static,
+    ) -> Result<OpOutcome, DhtError> {
+        let r = self
+            .driver
+            .ask(move |c, now, tx: Done| {
+                let op = start(&mut c.dht, now);
+                c.waiters.insert(op, Waiter::Once(tx));
+            })
+            .await?;
+        Ok(r?)
+    }
+
+    /// `dht.lookup(topic)`: the replies (peer records) as they arrive.
+    pub async fn lookup(&self, topic: [u8; 32]) -> Result<Lookup, DhtError> {
+        let (tx, rx) = mpsc::channel(LOOKUP_QUEUE);
+        let op = self
+            .driver
+            .ask(move |c, now, done| {
+                let op = c.dht.lookup(now, topic);
+                c.waiters.insert(op, Waiter::Stream(tx));
+                let _ = done.send(op);
+            })
+            .await?;
+        Ok(Lookup {
+            rx,
+            op,
+            driver: self.driver.clone(),
+        })
+    }
+
+    /// `dht.announce(topic, keyPair, relayAddresses).finished()`.
+    pub async fn announce(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        relays: &[SocketAddrV4],
+    ) -> Result<Committed, DhtError> {
+        let (kp, relays) = (key_pair.clone(), relays.to_vec());
+        match self
+            .run(move |d, now| d.announce(now, topic, &kp, &relays))
+            .await?
+        {
+            OpOutcome::Announce(c) => Ok(c),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `dht.unannounce(topic, keyPair)`.
+    pub async fn unannounce(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+    ) -> Result<Committed, DhtError> {
+        let kp = key_pair.clone();
+        match self
+            .run(move |d, now| d.unannounce(now, topic, &kp))
+            .await?
+        {
+            OpOutcome::Unannounce(c) => Ok(c),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `dht.findPeer(publicKey)`: the first node that routes for the key.
+    pub async fn find_peer(&self, public_key: [u8; 32]) -> Result<FindPeerReply, DhtError> {
+        let r = self
+            .driver
+            .ask(move |c, now, tx| {
+                let op = c.dht.find_peer(now, &public_key);
+                c.waiters.insert(op, Waiter::FirstPeer(tx));
+            })
+            .await?;
+        Ok(r?)
+    }
+
+    /// `dht.immutablePut(value)`: the value's hash and the commits.
+    pub async fn immutable_put(&self, value: &[u8]) -> Result<([u8; 32], Committed), DhtError> {
+        let value = value.to_vec();
+        match self.run(move |d, now| d.immutable_put(now, &value)).await? {
+            OpOutcome::ImmutablePut { hash, committed } => Ok((hash, committed)),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `dht.immutableGet(hash)`.
+    pub async fn immutable_get(&self, hash: [u8; 32]) -> Result<ImmutableValue, DhtError> {
+        match self.run(move |d, now| d.immutable_get(now, hash)).await? {
+            OpOutcome::ImmutableGet(v) => Ok(v),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `dht.mutablePut(keyPair, value, { seq })`.
+    pub async fn mutable_put(
+        &self,
+        key_pair: &KeyPair,
+        value: &[u8],
+        seq: u64,
+    ) -> Result<MutablePutDone, DhtError> {
+        let (kp, value) = (key_pair.clone(), value.to_vec());
+        match self
+            .run(move |d, now| d.mutable_put(now, &kp, &value, seq))
+            .await?
+        {
+            OpOutcome::MutablePut {
+                public_key,
+                seq,
+                signature,
+                committed,
+            } => Ok(MutablePutDone {
+                public_key,
+                seq,
+                signature,
+                committed,
+            }),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `dht.mutableGet(publicKey, { seq, latest })`.
+    pub async fn mutable_get(
+        &self,
+        public_key: [u8; 32],
+        seq: u64,
+        latest: bool,
+    ) -> Result<MutableValue, DhtError> {
+        match self
+            .run(move |d, now| d.mutable_get(now, &public_key, seq, latest))
+            .await?
+        {
+            OpOutcome::MutableGet(v) => Ok(v),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `dht.destroy()`: running operations end with [`OpError::Destroyed`], the task stops.
+    pub async fn destroy(&self) {
+        let _ = self.driver.call(|c, now| c.dht.destroy(now)).await;
+        self.driver.shutdown().await;
+    }
+}
