@@ -13,6 +13,11 @@
 //!   operations) on top of an `rpc::Node`; `runtime::HyperDhtNode` (feature `tokio`) is its
 //!   handle.
 //! - [`crypto`]: node ids, namespaces, key pairs, announce and mutable signatures.
+//! - [`protomux`]: protocol channels over one connection (JS `protomux`), and
+//!   [`blind_relay`]: the blind-relay protocol on top of it (JS `blind-relay`), which
+//!   hyperdht's `relay_through` uses. They live here rather than in a crate of their own
+//!   because their frames are compact-encoding ([`codec`]) and `dht` is their first user;
+//!   `swarm` reaches them through its dependency on `dht`.
 //!
 //! Contract: decoders take untrusted bytes, never panic, and return a [`codec::DecodeError`]
 //! with the offset of the failing field. Nothing in this crate does I/O except `runtime`
@@ -33,11 +38,13 @@
     )
 )]
 
+pub mod blind_relay;
 pub mod codec;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hyperdht;
+pub mod protomux;
 pub mod rpc;
 #[cfg(feature = "tokio")]
 pub mod runtime;

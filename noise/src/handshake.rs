@@ -324,6 +324,20 @@ impl Handshake {
         self.result.as_ref()
     }
 
+    /// The peer's static public key as soon as it is known: from the start for an IK
+    /// initiator, after message 1 for an IK responder, after the message carrying `s` in XX
+    /// (`noise-handshake/noise.js`: the `rs` field, which hyperdht's `noise-wrap.js recv` reads
+    /// before the handshake is complete).
+    pub fn remote_public_key(&self) -> Option<[u8; 32]> {
+        let rs = self.state.get_remote_static()?;
+        let mut out = [0u8; 32];
+        if rs.len() != out.len() {
+            return None;
+        }
+        out.iter_mut().zip(rs).for_each(|(d, s)| *d = *s);
+        Some(out)
+    }
+
     /// Our static public key.
     pub fn local_public_key(&self) -> &[u8; 32] {
         &self.local_public_key

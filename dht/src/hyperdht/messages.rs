@@ -321,6 +321,13 @@ wire_struct! {
     }
 }
 
+impl Default for NoisePayload {
+    /// Version 1, no error, firewall UNKNOWN, every optional block absent.
+    fn default() -> Self {
+        Self::unknown_version(1)
+    }
+}
+
 impl NoisePayload {
     /// The payload JS returns for a version it does not understand.
     fn unknown_version(version: u64) -> Self {

@@ -3,6 +3,10 @@
 //! JS: hyperdht@6.34.0 (`index.js`, `lib/*.js`).
 //!
 //! - [`messages`]: the values of user-command requests and replies.
+//! - [`address`]: the binary connect target (public key + relay hints, `hyperdht-address`).
+//! - [`noise_wrap`]: the Noise IK handshake inside PEER_HANDSHAKE (`lib/noise-wrap.js`).
+//! - [`secure_payload`]: the sealed holepunch payloads and address tokens
+//!   (`lib/secure-payload.js`).
 //! - [`persistent`]: the storage node's record store (`lib/persistent.js`), sans-IO.
 //! - [`cache`]: the bounded two-generation caches it keeps records in (`xache`, `record-cache`).
 //! - [`nat`]: NAT classification of a holepunch socket (`lib/nat.js`), sans-IO.
@@ -12,6 +16,7 @@
 //!   [`router`], and the client operations of [`ops`] (lookup, announce, unannounce, findPeer,
 //!   mutable and immutable put/get).
 
+pub mod address;
 pub mod cache;
 pub mod events;
 pub mod fuzzing;
@@ -21,9 +26,11 @@ pub mod nat;
 pub mod node;
 #[doc(hidden)]
 pub mod node_fuzzing;
+pub mod noise_wrap;
 pub mod ops;
 pub mod persistent;
 pub mod router;
+pub mod secure_payload;
 
 pub use node::{HyperDht, HyperDhtConfig, HyperStats};
 pub use ops::{

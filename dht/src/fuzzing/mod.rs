@@ -18,6 +18,8 @@ use crate::codec::{Decode, Encode, Reader, Writer};
 use crate::hyperdht::messages::*;
 use crate::rpc::wire::Message;
 
+pub mod connect;
+
 /// Decode → encode → decode → encode must agree.
 pub fn roundtrip<T: Encode + Decode + PartialEq + Debug>(data: &[u8]) {
     if let Ok(v) = T::from_bytes(data) {
@@ -107,6 +109,20 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("mutable_put_request", roundtrip::<MutablePutRequest>),
     ("mutable_get_response", roundtrip::<MutableGetResponse>),
     ("plugin_request", roundtrip::<PluginRequest>),
+    (
+        "hyperdht_address",
+        roundtrip::<crate::hyperdht::address::HyperdhtAddress>,
+    ),
+    ("protomux_frame", roundtrip::<crate::protomux::Frame>),
+    ("blind_relay_pair", roundtrip::<crate::blind_relay::Pair>),
+    (
+        "blind_relay_unpair",
+        roundtrip::<crate::blind_relay::Unpair>,
+    ),
+    ("secure_payload", connect::secure_payload),
+    ("noise_wrap", connect::noise_wrap),
+    ("protomux_ops", connect::protomux_ops),
+    ("blind_relay_ops", connect::blind_relay_ops),
 ];
 
 /// Runs the check of the target called `name` (used by the one-line fuzz targets).
