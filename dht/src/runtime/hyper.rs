@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::connect::{Connection, PendingConnect};
 use super::{
     Core, DATAGRAM_QUEUE, DhtError, Driver, Status, UdxDatagrams, bind_udx, seed, wait_ready,
 };
@@ -27,7 +28,7 @@ use crate::hyperdht::{
     Committed, FindPeerReply, HyperDht, HyperDhtConfig, HyperEvent, HyperStats, ImmutableValue,
     LookupReply, MutableValue, OpError, OpId, OpOutcome,
 };
-use crate::rpc::{Node, Transmit};
+use crate::rpc::{Event, Node, RequestId, Transmit};
 
 /// Replies a [`Lookup`] buffers before the walk's further replies are dropped (counted in
 /// [`HyperStatus::dropped_replies`]).
@@ -50,6 +51,18 @@ pub struct HyperCore {
     dht: HyperDht,
     waiters: BTreeMap<OpId, Waiter>,
     dropped_replies: u64,
+    pub(super) udx: udx::socket::Socket,
+    /// Accepted connections go to their server's queue, by public key.
+    pub(super) listeners: BTreeMap<[u8; 32], mpsc::Sender<Connection>>,
+    /// Client handshakes waiting for their reply (each also holds one rpc request, so the
+    /// rpc layer's request bound applies).
+    pub(super) connects: BTreeMap<RequestId, PendingConnect>,
+}
+
+impl HyperCore {
+    pub(super) fn dht_mut(&mut self) -> &mut HyperDht {
+        &mut self.dht
+    }
 }
 
 impl std::fmt::Debug for HyperCore {
@@ -112,6 +125,9 @@ impl Core for HyperCore {
                     }
                     None => {}
                 },
+                HyperEvent::Connection(acc) => self.on_accepted(&acc),
+                HyperEvent::Rpc(Event::Response { request, result })
+                    if self.on_handshake_response(request, &result) => {}
                 other => tracing::debug!("{other:?}"),
             }
         }
@@ -193,6 +209,8 @@ pub struct HyperStatus {
 pub struct HyperDhtNode {
     driver: Driver<HyperCore>,
     udx: udx::socket::Socket,
+    /// `dht.defaultKeyPair`: drawn at bind, used by [`HyperDhtNode::connect`].
+    key_pair: KeyPair,
 }
 
 fn unix_ms() -> u64 {
@@ -238,6 +256,9 @@ impl HyperDhtNode {
             dht: build(local, now, seed()),
             waiters: BTreeMap::new(),
             dropped_replies: 0,
+            udx: socket.clone(),
+            listeners: BTreeMap::new(),
+            connects: BTreeMap::new(),
         };
         let driver = Driver::spawn(
             UdxDatagrams::new(socket.clone(), DATAGRAM_QUEUE),
@@ -247,7 +268,17 @@ impl HyperDhtNode {
         Ok(Self {
             driver,
             udx: socket,
+            key_pair: KeyPair::from_seed(&seed()),
         })
+    }
+
+    pub(super) fn driver(&self) -> &Driver<HyperCore> {
+        &self.driver
+    }
+
+    /// The key pair [`HyperDhtNode::connect`] uses (`dht.defaultKeyPair`).
+    pub fn default_key_pair(&self) -> &KeyPair {
+        &self.key_pair
     }
 
     /// The udx socket the node runs on, for UDX streams on the DHT's port.

@@ -1,0 +1,342 @@
+//! `dht.connect(publicKey)` and `dht.createServer().listen(keyPair)` on the tokio handle: the
+//! thin driver around [`crate::hyperdht::server`] and [`crate::hyperdht::connect`].
+//!
+//! A connection is a UDX stream on the node's own socket (the id the handshake announced)
+//! carrying a secret stream keyed by the handshake ([`Connection::stream`], `AsyncRead +
+//! AsyncWrite`, message boundaries through `recv_message`/`send_message`, `into_split`).
+//! The server side binds its stream at once when the client is open or came straight to us,
+//! else to the source of the client's first packet (`server.js _addHandshake` raw-stream
+//! firewall). The announcer (`lib/announcer.js`) announces the key to the closest nodes, names
+//! the first three that took it as relays, re-announces every [`REFRESH_INTERVAL`] and
+//! unannounces on [`Server::close`].
+
+// The driver is where the clock lives.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use noise::io::SecretStreamIo;
+use tokio::sync::{mpsc, oneshot};
+use udx::socket::UdxStream;
+
+use super::DhtError;
+use super::hyper::{HyperCore, HyperDhtNode};
+use crate::crypto::{self, KeyPair};
+use crate::hyperdht::Command;
+use crate::hyperdht::connect::{ClientHandshake, ConnectError, Path};
+use crate::hyperdht::noise_wrap::NoiseWrapResult;
+use crate::hyperdht::server::{Accepted, FirewallFn, ServerError};
+use crate::rpc::{Reply, RequestError, RequestId, RequestOpts};
+
+/// The encrypted stream of a connection.
+pub type EncryptedStream = SecretStreamIo<UdxStream>;
+
+/// `announcer.js _background`: about five minutes between announces (100 rounds of 3 s).
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// Accepted connections a [`Server`] buffers before it drops new ones (our bound).
+pub const ACCEPT_QUEUE: usize = 64;
+/// hyperdht's `connectionKeepAlive` default (5 s).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// How a connection was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// The client reached the server directly (open server, or straight to its address).
+    Direct,
+    /// The LAN shortcut (both ends on one network as the relay sees them).
+    Lan,
+    /// The server side of a connection.
+    Accepted,
+}
+
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Direct => "direct",
+            Self::Lan => "lan",
+            Self::Accepted => "accepted",
+        })
+    }
+}
+
+/// One open connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The encrypted stream.
+    pub stream: EncryptedStream,
+    /// The peer's public key.
+    pub remote_public_key: [u8; 32],
+    /// The Noise handshake hash.
+    pub handshake_hash: [u8; 64],
+    /// How it was made.
+    pub how: How,
+    /// The peer's address the UDX stream is bound to (for a server side bound on the first
+    /// packet, `None` until it arrives).
+    pub remote_addr: Option<SocketAddr>,
+}
+
+fn open(stream: UdxStream, hs: &NoiseWrapResult, how: How) -> Connection {
+    let remote_addr = stream.remote_addr();
+    let mut io = SecretStreamIo::from_handshake(stream, &hs.handshake);
+    io.set_keep_alive(Some(KEEP_ALIVE));
+    Connection {
+        stream: io,
+        remote_public_key: hs.handshake.remote_public_key,
+        handshake_hash: hs.handshake.hash,
+        how,
+        remote_addr,
+    }
+}
+
+/// A client handshake waiting for its reply.
+pub(super) struct PendingConnect {
+    hs: ClientHandshake,
+    relay: SocketAddrV4,
+    stream: UdxStream,
+    done: oneshot::Sender<Result<Connection, ConnectError>>,
+}
+
+impl HyperCore {
+    /// `HyperEvent::Connection`: open the accepted connection and hand it to its server.
+    pub(super) fn on_accepted(&mut self, acc: &Accepted) {
+        let Some(tx) = self.listeners.get(&acc.server) else {
+            return;
+        };
+        let Ok(stream) = self.udx.create_stream(acc.local_stream_id) else {
+            tracing::debug!(
+                "stream id {} in use; connection dropped",
+                acc.local_stream_id
+            );
+            return;
+        };
+        let bound = if acc.connect_now {
+            stream.connect(acc.remote_stream_id, SocketAddr::V4(acc.client_address))
+        } else {
+            // JS's raw-stream firewall accepts the first packet from anywhere.
+            stream.connect_on_first_packet(acc.remote_stream_id, |_| true)
+        };
+        if bound.is_err() {
+            return;
+        }
+        let conn = open(stream, &acc.handshake, How::Accepted);
+        if tx.try_send(conn).is_err() {
+            tracing::debug!("accept queue full or server gone; connection dropped");
+        }
+    }
+
+    /// A reply (or failure) of a PEER_HANDSHAKE we sent; `false` when it is not ours.
+    pub(super) fn on_handshake_response(
+        &mut self,
+        request: RequestId,
+        result: &Result<Reply, RequestError>,
+    ) -> bool {
+        let Some(mut p) = self.connects.remove(&request) else {
+            return false;
+        };
+        let r = match result {
+            Err(_) => Err(ConnectError::PeerConnectionFailed),
+            Ok(reply) => p.hs.on_reply(p.relay, reply).and_then(|c| {
+                let how = match c.path {
+                    Path::Direct(_) => How::Direct,
+                    Path::Lan(_) => How::Lan,
+                };
+                p.stream
+                    .connect(c.remote_stream_id, SocketAddr::V4(c.path.addr()))
+                    .map_err(|_| ConnectError::PeerConnectionFailed)?;
+                Ok(open(p.stream, &c.handshake, how))
+            }),
+        };
+        let _ = p.done.send(r);
+        true
+    }
+}
+
+/// A listening server (`dht.createServer()` after `listen(keyPair)`).
+#[derive(Debug)]
+pub struct Server {
+    node: HyperDhtNode,
+    key_pair: KeyPair,
+    rx: mpsc::Receiver<Connection>,
+    announcer: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// The key clients connect to.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key_pair.public_key
+    }
+
+    /// The next connection; `None` once the node is gone.
+    pub async fn accept(&mut self) -> Option<Connection> {
+        self.rx.recv().await
+    }
+
+    /// `server.close()`: stop answering, stop announcing, unannounce.
+    pub async fn close(self) {
+        self.announcer.abort();
+        let pk = self.key_pair.public_key;
+        let _ = self
+            .node
+            .driver()
+            .call(move |c, _| {
+                c.listeners.remove(&pk);
+                c.dht_mut().servers_mut().close(&pk);
+            })
+            .await;
+        let _ = self
+            .node
+            .unannounce(crypto::hash(&self.key_pair.public_key), &self.key_pair)
+            .await;
+    }
+}
+
+/// Why `listen` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The server refused the key pair.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The node is gone.
+    #[error(transparent)]
+    Dht(#[from] DhtError),
+}
+
+impl HyperDhtNode {
+    /// `dht.createServer({ firewall }).listen(keyPair)`: handshakes for the key are answered
+    /// from now on; the first announce has run when this returns (an announce that reached
+    /// no node is not an error: clients holding a relay hint still get through, and the
+    /// refresh tries again).
+    pub async fn listen(
+        &self,
+        key_pair: &KeyPair,
+        firewall: Option<FirewallFn>,
+    ) -> Result<Server, ListenError> {
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let kp = key_pair.clone();
+        self.driver()
+            .ask(move |c, _, done| {
+                let r = c.dht_mut().servers_mut().listen(kp.clone(), firewall);
+                if r.is_ok() {
+                    c.listeners.insert(kp.public_key, tx);
+                }
+                let _ = done.send(r);
+            })
+            .await??;
+        let target = crypto::hash(&key_pair.public_key);
+        let first = self.announce(target, key_pair, &[]).await;
+        self.note_relays(first.as_ref().ok()).await;
+        let node = self.clone();
+        let kp = key_pair.clone();
+        let announcer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH_INTERVAL).await;
+                let r = node.announce(target, &kp, &[]).await;
+                node.note_relays(r.as_ref().ok()).await;
+            }
+        });
+        Ok(Server {
+            node: self.clone(),
+            key_pair: key_pair.clone(),
+            rx,
+            announcer,
+        })
+    }
+
+    async fn note_relays(&self, committed: Option<&crate::hyperdht::Committed>) {
+        let Some(c) = committed else { return };
+        let relays: Vec<SocketAddrV4> = c.closest_nodes.iter().take(3).copied().collect();
+        let _ = self
+            .driver()
+            .call(move |c, _| c.dht_mut().set_relay_addresses(&relays))
+            .await;
+    }
+
+    /// `dht.connect(publicKey)` with this node's key pair.
+    pub async fn connect(&self, public_key: [u8; 32]) -> Result<Connection, ConnectError> {
+        let kp = self.default_key_pair().clone();
+        self.connect_with(&kp, public_key, &[]).await
+    }
+
+    /// `dht.connect(publicKey, { keyPair, relayAddresses })`: the relay hints are tried first,
+    /// then the node a FIND_PEER walk finds routing for the key.
+    pub async fn connect_with(
+        &self,
+        key_pair: &KeyPair,
+        public_key: [u8; 32],
+        relay_hints: &[SocketAddrV4],
+    ) -> Result<Connection, ConnectError> {
+        let mut tried = 0usize;
+        for relay in relay_hints.iter().take(3) {
+            tried += 1;
+            if let Ok(c) = self.handshake_through(key_pair, public_key, *relay).await {
+                return Ok(c);
+            }
+        }
+        let found = match self.find_peer(public_key).await {
+            Ok(f) => f,
+            Err(DhtError::Shutdown) => return Err(ConnectError::NodeDestroyed),
+            Err(_) if tried > 0 => return Err(ConnectError::PeerConnectionFailed),
+            Err(_) => return Err(ConnectError::PeerNotFound),
+        };
+        self.handshake_through(key_pair, public_key, found.from)
+            .await
+    }
+
+    async fn handshake_through(
+        &self,
+        key_pair: &KeyPair,
+        public_key: [u8; 32],
+        relay: SocketAddrV4,
+    ) -> Result<Connection, ConnectError> {
+        let kp = key_pair.clone();
+        let rx = self
+            .driver()
+            .ask(move |c, now, tx: oneshot::Sender<_>| {
+                let (udx, dht) = (c.udx.clone(), c.dht_mut());
+                let id = loop {
+                    let id = dht.alloc_stream_id();
+                    if !udx.id_in_use(id) {
+                        break id;
+                    }
+                };
+                let our = dht.rpc().remote_address();
+                let eph = dht.ephemeral_key_pair();
+                let (hs, stream) = match ClientHandshake::new(&kp, eph, public_key, id, our)
+                    .and_then(|hs| {
+                        udx.create_stream(id)
+                            .map(|s| (hs, s))
+                            .map_err(|_| ConnectError::PeerConnectionFailed)
+                    }) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let (done, rx) = oneshot::channel();
+                        let _ = done.send(Err(e));
+                        let _ = tx.send(rx);
+                        return;
+                    }
+                };
+                let opts = RequestOpts {
+                    target: Some(crypto::hash(&public_key)),
+                    value: Some(hs.request_value().to_vec()),
+                    ..RequestOpts::user(Command::PeerHandshake.to_u64())
+                };
+                let req = c.dht_mut().rpc_mut().request(now, relay, opts);
+                let (done, rx) = oneshot::channel();
+                c.connects.insert(
+                    req,
+                    PendingConnect {
+                        hs,
+                        relay,
+                        stream,
+                        done,
+                    },
+                );
+                let _ = tx.send(rx);
+            })
+            .await
+            .map_err(|_| ConnectError::NodeDestroyed)?;
+        rx.await.map_err(|_| ConnectError::NodeDestroyed)?
+    }
+}
