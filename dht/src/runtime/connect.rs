@@ -141,8 +141,11 @@ impl HyperCore {
                     Path::Direct(_) => How::Direct,
                     Path::Lan(_) => How::Lan,
                 };
+                // A JS server may answer from its other dht-rpc socket (see
+                // `UdxStream::connect_rebinding`); the secret stream authenticates whoever
+                // answers.
                 p.stream
-                    .connect(c.remote_stream_id, SocketAddr::V4(c.path.addr()))
+                    .connect_rebinding(c.remote_stream_id, SocketAddr::V4(c.path.addr()))
                     .map_err(|_| ConnectError::PeerConnectionFailed)?;
                 Ok(open(p.stream, &c.handshake, how))
             }),
