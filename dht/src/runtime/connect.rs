@@ -36,6 +36,11 @@ pub type EncryptedStream = SecretStreamIo<UdxStream>;
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 /// Accepted connections a [`Server`] buffers before it drops new ones (our bound).
 pub const ACCEPT_QUEUE: usize = 64;
+/// `server.js HANDSHAKE_INITIAL_TIMEOUT`: how long an accepted handshake waits for the
+/// client's first UDX packet.
+pub const HANDSHAKE_INITIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a server side waiting for the client's first packet looks whether it came.
+const BIND_POLL: Duration = Duration::from_millis(5);
 /// hyperdht's `connectionKeepAlive` default (5 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
@@ -110,19 +115,42 @@ impl HyperCore {
             );
             return;
         };
-        let bound = if acc.connect_now {
-            stream.connect(acc.remote_stream_id, SocketAddr::V4(acc.client_address))
-        } else {
-            // JS's raw-stream firewall accepts the first packet from anywhere.
-            stream.connect_on_first_packet(acc.remote_stream_id, |_| true)
-        };
-        if bound.is_err() {
+        if acc.connect_now {
+            if stream
+                .connect(acc.remote_stream_id, SocketAddr::V4(acc.client_address))
+                .is_err()
+            {
+                return;
+            }
+            let conn = open(stream, &acc.handshake, How::Accepted);
+            if tx.try_send(conn).is_err() {
+                tracing::debug!("accept queue full or server gone; connection dropped");
+            }
             return;
         }
-        let conn = open(stream, &acc.handshake, How::Accepted);
-        if tx.try_send(conn).is_err() {
-            tracing::debug!("accept queue full or server gone; connection dropped");
+        // JS's raw-stream firewall accepts the first packet from anywhere; the connection is
+        // handed out once it is bound, and dropped (the stream destroyed) when no packet came
+        // within `HANDSHAKE_INITIAL_TIMEOUT`, as JS's `prepunching` timer does.
+        if stream
+            .connect_on_first_packet(acc.remote_stream_id, |_| true)
+            .is_err()
+        {
+            return;
         }
+        let (tx, hs) = (tx.clone(), acc.handshake.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + HANDSHAKE_INITIAL_TIMEOUT;
+            while stream.remote_addr().is_none() {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::debug!("no packet from the client in time; connection dropped");
+                    return;
+                }
+                tokio::time::sleep(BIND_POLL).await;
+            }
+            if tx.try_send(open(stream, &hs, How::Accepted)).is_err() {
+                tracing::debug!("accept queue full or server gone; connection dropped");
+            }
+        });
     }
 
     /// A reply (or failure) of a PEER_HANDSHAKE we sent; `false` when it is not ours.

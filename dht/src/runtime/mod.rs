@@ -34,8 +34,8 @@ use crate::rpc::{
 mod connect;
 mod hyper;
 pub use connect::{
-    ACCEPT_QUEUE, Connection, EncryptedStream, How, KEEP_ALIVE, ListenError, REFRESH_INTERVAL,
-    Server,
+    ACCEPT_QUEUE, Connection, EncryptedStream, HANDSHAKE_INITIAL_TIMEOUT, How, KEEP_ALIVE,
+    ListenError, REFRESH_INTERVAL, Server,
 };
 pub use hyper::{HyperCore, HyperDhtNode, HyperStatus, LOOKUP_QUEUE, Lookup, MutablePutDone};
 
