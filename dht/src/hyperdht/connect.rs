@@ -102,6 +102,7 @@ pub struct Connected {
 /// One client handshake (`connect.js` `c.handshake` and `connectThroughNode`).
 #[derive(Debug)]
 pub struct ClientHandshake {
+    server_public_key: [u8; 32],
     wrap: NoiseWrap,
     request: Vec<u8>,
     firewall: Firewall,
@@ -147,10 +148,16 @@ impl ClientHandshake {
         }
         .to_bytes();
         Ok(Self {
+            server_public_key,
             wrap,
             request,
             firewall,
         })
+    }
+
+    /// The key connected to.
+    pub fn server_public_key(&self) -> &[u8; 32] {
+        &self.server_public_key
     }
 
     /// The PEER_HANDSHAKE request value (the same for every relay tried).

@@ -41,6 +41,12 @@ pub const ACCEPT_QUEUE: usize = 64;
 pub const HANDSHAKE_INITIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a server side waiting for the client's first packet looks whether it came.
 const BIND_POLL: Duration = Duration::from_millis(5);
+/// Relays a connect tries before it gives up (our bound; JS tries every FIND_PEER reply).
+pub const MAX_CONNECT_ATTEMPTS: usize = 8;
+/// Relay hints a connect tries before the FIND_PEER walk (hyperdht records hold 3).
+const MAX_RELAY_HINTS: usize = 3;
+/// Handshakes a connect runs at once (`connect.js findAndConnect`: a semaphore of 2).
+pub const PARALLEL_ATTEMPTS: usize = 2;
 /// hyperdht's `connectionKeepAlive` default (5 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
@@ -94,12 +100,20 @@ fn open(stream: UdxStream, hs: &NoiseWrapResult, how: How) -> Connection {
     }
 }
 
-/// A client handshake waiting for its reply.
+/// A connect in progress: one msg1 (sent through every relay tried, so the server's msg1
+/// dedup answers it once, as JS's `c.request` is built once), the stream it announced, and
+/// who waits for the connection.
 pub(super) struct PendingConnect {
     hs: ClientHandshake,
+    stream: Option<UdxStream>,
+    done: Option<oneshot::Sender<Result<Connection, ConnectError>>>,
+}
+
+/// One relay tried by a connect.
+pub(super) struct Attempt {
+    connect: u64,
     relay: SocketAddrV4,
-    stream: UdxStream,
-    done: oneshot::Sender<Result<Connection, ConnectError>>,
+    done: oneshot::Sender<Result<(), ConnectError>>,
 }
 
 impl HyperCore {
@@ -159,26 +173,50 @@ impl HyperCore {
         request: RequestId,
         result: &Result<Reply, RequestError>,
     ) -> bool {
-        let Some(mut p) = self.connects.remove(&request) else {
+        let Some(a) = self.attempts.remove(&request) else {
             return false;
         };
+        let Some(p) = self.connects.get_mut(&a.connect) else {
+            let _ = a.done.send(Err(ConnectError::PeerConnectionFailed));
+            return true;
+        };
+        if p.done.is_none() {
+            // Another relay's reply opened the connection already.
+            let _ = a.done.send(Ok(()));
+            return true;
+        }
         let r = match result {
             Err(_) => Err(ConnectError::PeerConnectionFailed),
-            Ok(reply) => p.hs.on_reply(p.relay, reply).and_then(|c| {
-                let how = match c.path {
-                    Path::Direct(_) => How::Direct,
-                    Path::Lan(_) => How::Lan,
-                };
-                // A JS server may answer from its other dht-rpc socket (see
-                // `UdxStream::connect_rebinding`); the secret stream authenticates whoever
-                // answers.
-                p.stream
-                    .connect_rebinding(c.remote_stream_id, SocketAddr::V4(c.path.addr()))
-                    .map_err(|_| ConnectError::PeerConnectionFailed)?;
-                Ok(open(p.stream, &c.handshake, how))
-            }),
+            Ok(reply) => p.hs.on_reply(a.relay, reply),
         };
-        let _ = p.done.send(r);
+        let c = match r {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = a.done.send(Err(e));
+                return true;
+            }
+        };
+        let how = match c.path {
+            Path::Direct(_) => How::Direct,
+            Path::Lan(_) => How::Lan,
+        };
+        let (Some(stream), Some(done)) = (p.stream.take(), p.done.take()) else {
+            let _ = a.done.send(Err(ConnectError::PeerConnectionFailed));
+            return true;
+        };
+        // A JS server may answer from its other dht-rpc socket (see
+        // `UdxStream::connect_rebinding`); the secret stream authenticates whoever answers.
+        let r = stream
+            .connect_rebinding(c.remote_stream_id, SocketAddr::V4(c.path.addr()))
+            .map_err(|_| ConnectError::PeerConnectionFailed)
+            .map(|()| open(stream, &c.handshake, how));
+        let ok = r.is_ok();
+        let _ = done.send(r);
+        let _ = a.done.send(if ok {
+            Ok(())
+        } else {
+            Err(ConnectError::PeerConnectionFailed)
+        });
         true
     }
 }
@@ -291,41 +329,92 @@ impl HyperDhtNode {
     }
 
     /// `dht.connect(publicKey, { keyPair, relayAddresses })`: the relay hints are tried first,
-    /// then the node a FIND_PEER walk finds routing for the key.
+    /// then every node the FIND_PEER walk finds routing for the key, [`PARALLEL_ATTEMPTS`] at
+    /// once as in JS (`findAndConnect`), up to [`MAX_CONNECT_ATTEMPTS`]. One msg1 goes through
+    /// every relay.
     pub async fn connect_with(
         &self,
         key_pair: &KeyPair,
         public_key: [u8; 32],
         relay_hints: &[SocketAddrV4],
     ) -> Result<Connection, ConnectError> {
-        let mut tried = 0usize;
-        for relay in relay_hints.iter().take(3) {
-            tried += 1;
-            if let Ok(c) = self.handshake_through(key_pair, public_key, *relay).await {
-                return Ok(c);
-            }
-        }
-        let found = match self.find_peer(public_key).await {
-            Ok(f) => f,
-            Err(DhtError::Shutdown) => return Err(ConnectError::NodeDestroyed),
-            Err(_) if tried > 0 => return Err(ConnectError::PeerConnectionFailed),
-            Err(_) => return Err(ConnectError::PeerNotFound),
-        };
-        self.handshake_through(key_pair, public_key, found.from)
+        let (id, conn_rx) = self.start_connect(key_pair, public_key).await?;
+        let r = self.run_attempts(id, public_key, relay_hints).await;
+        let _ = self
+            .driver()
+            .call(move |c, _| {
+                c.connects.remove(&id);
+            })
+            .await;
+        r?;
+        conn_rx
             .await
+            .map_err(|_| ConnectError::PeerConnectionFailed)?
     }
 
-    async fn handshake_through(
+    /// Tries relays until one attempt opens the connection.
+    async fn run_attempts(
+        &self,
+        id: u64,
+        public_key: [u8; 32],
+        relay_hints: &[SocketAddrV4],
+    ) -> Result<(), ConnectError> {
+        let mut tried = 0usize;
+        let mut last = None;
+        for relay in relay_hints.iter().take(MAX_RELAY_HINTS) {
+            tried += 1;
+            match self.attempt(id, *relay).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        let mut found = self
+            .find_peers(public_key, MAX_CONNECT_ATTEMPTS)
+            .await
+            .map_err(|_| ConnectError::NodeDestroyed)?;
+        let mut running = tokio::task::JoinSet::new();
+        let mut walk_done = false;
+        loop {
+            while !walk_done && running.len() < PARALLEL_ATTEMPTS && tried < MAX_CONNECT_ATTEMPTS {
+                match found.recv().await {
+                    Some(f) if relay_hints.contains(&f.from) => {}
+                    Some(f) => {
+                        tried += 1;
+                        let node = self.clone();
+                        running.spawn(async move { node.attempt(id, f.from).await });
+                    }
+                    None => walk_done = true,
+                }
+            }
+            let Some(r) = running.join_next().await else {
+                break;
+            };
+            match r {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {}
+            }
+        }
+        Err(match last {
+            // A refusal from the server itself says more than "failed".
+            Some(e @ (ConnectError::ServerError(_) | ConnectError::ServerIncompatible)) => e,
+            Some(ConnectError::NodeDestroyed) => ConnectError::NodeDestroyed,
+            _ if tried > 0 => ConnectError::PeerConnectionFailed,
+            _ => ConnectError::PeerNotFound,
+        })
+    }
+
+    /// Builds msg1 and the stream it announces.
+    async fn start_connect(
         &self,
         key_pair: &KeyPair,
         public_key: [u8; 32],
-        relay: SocketAddrV4,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<(u64, ConnReceiver), ConnectError> {
         let kp = key_pair.clone();
-        let rx = self
-            .driver()
-            .ask(move |c, now, tx: oneshot::Sender<_>| {
-                let (udx, dht) = (c.udx.clone(), c.dht_mut());
+        self.driver()
+            .ask(move |c, _, tx| {
+                let udx = c.udx.clone();
+                let dht = c.dht_mut();
                 let id = loop {
                     let id = dht.alloc_stream_id();
                     if !udx.id_in_use(id) {
@@ -334,33 +423,53 @@ impl HyperDhtNode {
                 };
                 let our = dht.rpc().remote_address();
                 let eph = dht.ephemeral_key_pair();
-                let (hs, stream) = match ClientHandshake::new(&kp, eph, public_key, id, our)
-                    .and_then(|hs| {
-                        udx.create_stream(id)
-                            .map(|s| (hs, s))
-                            .map_err(|_| ConnectError::PeerConnectionFailed)
-                    }) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        let (done, rx) = oneshot::channel();
-                        let _ = done.send(Err(e));
-                        let _ = tx.send(rx);
-                        return;
-                    }
+                let r = ClientHandshake::new(&kp, eph, public_key, id, our).and_then(|hs| {
+                    udx.create_stream(id)
+                        .map(|s| (hs, s))
+                        .map_err(|_| ConnectError::PeerConnectionFailed)
+                });
+                let r = r.map(|(hs, stream)| {
+                    let (done, rx) = oneshot::channel();
+                    c.next_connect += 1;
+                    let cid = c.next_connect;
+                    c.connects.insert(
+                        cid,
+                        PendingConnect {
+                            hs,
+                            stream: Some(stream),
+                            done: Some(done),
+                        },
+                    );
+                    (cid, rx)
+                });
+                let _ = tx.send(r);
+            })
+            .await
+            .map_err(|_| ConnectError::NodeDestroyed)?
+    }
+
+    /// Sends the connect's msg1 through `relay` and waits for that relay's outcome.
+    async fn attempt(&self, id: u64, relay: SocketAddrV4) -> Result<(), ConnectError> {
+        let rx = self
+            .driver()
+            .ask(move |c, now, tx| {
+                let (done, rx) = oneshot::channel();
+                let Some(p) = c.connects.get(&id) else {
+                    let _ = done.send(Err(ConnectError::PeerConnectionFailed));
+                    let _ = tx.send(rx);
+                    return;
                 };
                 let opts = RequestOpts {
-                    target: Some(crypto::hash(&public_key)),
-                    value: Some(hs.request_value().to_vec()),
+                    target: Some(crypto::hash(p.hs.server_public_key())),
+                    value: Some(p.hs.request_value().to_vec()),
                     ..RequestOpts::user(Command::PeerHandshake.to_u64())
                 };
                 let req = c.dht_mut().rpc_mut().request(now, relay, opts);
-                let (done, rx) = oneshot::channel();
-                c.connects.insert(
+                c.attempts.insert(
                     req,
-                    PendingConnect {
-                        hs,
+                    Attempt {
+                        connect: id,
                         relay,
-                        stream,
                         done,
                     },
                 );
@@ -371,3 +480,5 @@ impl HyperDhtNode {
         rx.await.map_err(|_| ConnectError::NodeDestroyed)?
     }
 }
+
+type ConnReceiver = oneshot::Receiver<Result<Connection, ConnectError>>;

@@ -35,7 +35,7 @@ mod connect;
 mod hyper;
 pub use connect::{
     ACCEPT_QUEUE, Connection, EncryptedStream, HANDSHAKE_INITIAL_TIMEOUT, How, KEEP_ALIVE,
-    ListenError, REFRESH_INTERVAL, Server,
+    ListenError, MAX_CONNECT_ATTEMPTS, PARALLEL_ATTEMPTS, REFRESH_INTERVAL, Server,
 };
 pub use hyper::{HyperCore, HyperDhtNode, HyperStatus, LOOKUP_QUEUE, Lookup, MutablePutDone};
 
