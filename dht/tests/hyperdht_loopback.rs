@@ -115,6 +115,9 @@ async fn announce_lookup_unannounce_and_values_over_udp() {
     assert_eq!(p.peer.public_key, server.public_key);
     assert_eq!(p.peer.relay_addresses, vec![nodes[3].local_addr()]);
 
+    let pong = nodes[2].ping(boot.local_addr()).await.unwrap();
+    assert_eq!(pong.from_id, Some(node_id(&boot.local_addr())));
+
     let st = boot.stats().await.unwrap();
     assert!(st.store.is_some(), "the bootstrapper is a storage node");
 

@@ -91,6 +91,18 @@ pub struct HyperDht {
 impl HyperDht {
     /// A node bound to local port `local_port`, starting at `now`, when the wall clock reads
     /// `unix_ms` (milliseconds since the Unix epoch), drawing randomness from `seed`.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use dht::hyperdht::{HyperDht, HyperDhtConfig, HyperEvent};
+    /// let now = Instant::now();
+    /// let mut dht = HyperDht::new(HyperDhtConfig::default(), 49737, now, 1_700_000_000_000, [7; 32]);
+    /// let op = dht.lookup(now, [1; 32]);
+    /// while let Some(t) = dht.poll_transmit() { let _ = t; /* send t.payload to t.to */ }
+    /// while let Some(e) = dht.poll_event() {
+    ///     if let HyperEvent::LookupReply { op: o, reply } = e { assert_eq!(o, op); let _ = reply.peers; }
+    /// }
+    /// ```
     pub fn new(
         config: HyperDhtConfig,
         local_port: u16,

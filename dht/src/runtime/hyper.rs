@@ -28,7 +28,8 @@ use crate::hyperdht::{
     Committed, FindPeerReply, HyperDht, HyperDhtConfig, HyperEvent, HyperStats, ImmutableValue,
     LookupReply, MutableValue, OpError, OpId, OpOutcome,
 };
-use crate::rpc::{Event, Node, RequestId, Transmit};
+use crate::rpc::wire::InternalCommand;
+use crate::rpc::{Event, Node, Reply, RequestError, RequestId, RequestOpts, Transmit};
 
 /// Replies a [`Lookup`] buffers before the walk's further replies are dropped (counted in
 /// [`HyperStatus::dropped_replies`]).
@@ -52,6 +53,7 @@ enum Waiter {
 pub struct HyperCore {
     dht: HyperDht,
     waiters: BTreeMap<OpId, Waiter>,
+    requests: BTreeMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>>,
     dropped_replies: u64,
     pub(super) udx: udx::socket::Socket,
     /// Accepted connections go to their server's queue, by public key.
@@ -143,8 +145,13 @@ impl Core for HyperCore {
                     None => {}
                 },
                 HyperEvent::Connection(acc) => self.on_accepted(&acc),
-                HyperEvent::Rpc(Event::Response { request, result })
-                    if self.on_handshake_response(request, &result) => {}
+                HyperEvent::Rpc(Event::Response { request, result }) => {
+                    if let Some(tx) = self.requests.remove(&request) {
+                        let _ = tx.send(result);
+                    } else {
+                        self.on_handshake_response(request, &result);
+                    }
+                }
                 other => tracing::debug!("{other:?}"),
             }
         }
@@ -272,6 +279,7 @@ impl HyperDhtNode {
         let core = HyperCore {
             dht: build(local, now, seed()),
             waiters: BTreeMap::new(),
+            requests: BTreeMap::new(),
             dropped_replies: 0,
             udx: socket.clone(),
             listeners: BTreeMap::new(),
@@ -354,6 +362,25 @@ impl HyperDhtNode {
             .ask(move |c, now, tx| {
                 let _ = tx.send(f(&mut c.dht, now));
             })
+            .await
+    }
+
+    /// Sends one request to `to` through the node (`dht.request(...)`), for commands the
+    /// handle does not wrap.
+    pub async fn request(&self, to: SocketAddrV4, opts: RequestOpts) -> Result<Reply, DhtError> {
+        let r = self
+            .driver
+            .ask(move |c, now, tx| {
+                let id = c.dht.rpc_mut().request(now, to, opts);
+                c.requests.insert(id, tx);
+            })
+            .await?;
+        Ok(r?)
+    }
+
+    /// PING (`dht.ping`).
+    pub async fn ping(&self, to: SocketAddrV4) -> Result<Reply, DhtError> {
+        self.request(to, RequestOpts::internal(InternalCommand::Ping))
             .await
     }
 
