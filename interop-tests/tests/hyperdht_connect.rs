@@ -204,3 +204,117 @@ fn js_and_rust_connect_both_ways_on_a_js_testnet() {
     drop(js);
     drop(net);
 }
+
+/// The same both ways on a Rust network (a Rust bootstrapper and Rust storage nodes): the JS
+/// peer's handshakes are relayed by Rust routers and its server is announced to Rust stores.
+#[test]
+fn js_and_rust_connect_both_ways_on_a_rust_testnet() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (boot, storage, server_node, client_node) = rt.block_on(async {
+        let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+        let boot = HyperDhtNode::bootstrapper(local, local, HyperDhtConfig::default())
+            .await
+            .expect("bootstrapper");
+        boot.ready().await.expect("ready");
+        let mut storage = Vec::new();
+        for _ in 0..4 {
+            let config = HyperDhtConfig {
+                rpc: Config {
+                    bootstrap: vec![boot.local_addr()],
+                    ephemeral: Some(false),
+                    ..Config::default()
+                },
+                ..HyperDhtConfig::default()
+            };
+            let d = HyperDhtNode::bind(local, config).await.expect("bind");
+            tokio::time::timeout(T, d.ready())
+                .await
+                .expect("in time")
+                .expect("ready");
+            storage.push(d);
+        }
+        for d in &storage {
+            let mut w = d.watch();
+            tokio::time::timeout(T, w.wait_for(|s| s.id.is_some()))
+                .await
+                .expect("persistent in time")
+                .expect("persistent");
+        }
+        let server_node = rust_node(boot.local_addr()).await;
+        let client_node = rust_node(boot.local_addr()).await;
+        (boot, storage, server_node, client_node)
+    });
+    let bport = boot.local_addr().port().to_string();
+    let mut js = JsProcess::spawn("hyperdht-conn.js", &[&bport]).expect("JS peer");
+    let mut pending = Vec::new();
+    wait_event(&mut js, "ready", &mut pending);
+
+    let server_kp = KeyPair::from_seed(&[0x55; 32]);
+    let mut server = rt
+        .block_on(async { tokio::time::timeout(T, server_node.listen(&server_kp, None)).await })
+        .expect("listen in time")
+        .expect("listen");
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.spawn(async move {
+        while let Some(mut conn) = server.accept().await {
+            let tx = got_tx.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let r = conn.stream.read_to_end(&mut data).await;
+                let w = conn.stream.write_all(&data).await;
+                let s = conn.stream.shutdown().await;
+                let _ = tx.send((data, r.is_ok() && w.is_ok() && s.is_ok()));
+            });
+        }
+    });
+
+    // JS client -> Rust server, relayed by Rust nodes
+    js.send_json(
+        &json!({"cmd": "connect", "id": 1, "publicKey": hex(&server_kp.public_key),
+        "seed": hex(&[0x66u8; 32]), "data": "js over rust"}),
+    )
+    .expect("send");
+    let done = wait_event(&mut js, "client-done", &mut pending);
+    assert_eq!(done["error"], Value::Null, "{done}");
+    assert_eq!(done["received"], "js over rust");
+    let (data, clean) = rt
+        .block_on(async { tokio::time::timeout(T, got_rx.recv()).await })
+        .expect("server side in time")
+        .expect("server side");
+    assert_eq!(data, b"js over rust");
+    assert!(clean);
+
+    // Rust client -> JS server, announced to Rust stores
+    let js_seed = [0x77u8; 32];
+    js.send_json(&json!({"cmd": "listen", "seed": hex(&js_seed)}))
+        .expect("send");
+    wait_event(&mut js, "listening", &mut pending);
+    let js_pk = KeyPair::from_seed(&js_seed).public_key;
+    let echoed = rt.block_on(async {
+        let mut conn = tokio::time::timeout(T, client_node.connect(js_pk))
+            .await
+            .expect("connect in time")
+            .expect("connect to the JS server");
+        conn.stream
+            .write_all(b"rust over rust")
+            .await
+            .expect("write");
+        conn.stream.shutdown().await.expect("end");
+        let mut back = Vec::new();
+        tokio::time::timeout(T, conn.stream.read_to_end(&mut back))
+            .await
+            .expect("echo in time")
+            .expect("echo");
+        back
+    });
+    assert_eq!(echoed, b"rust over rust");
+    let closed = wait_event(&mut js, "server-closed", &mut pending);
+    assert_eq!(closed["received"], "rust over rust");
+
+    drop(js);
+    rt.block_on(async {
+        for n in storage.iter().chain([&boot, &server_node, &client_node]) {
+            n.destroy().await;
+        }
+    });
+}
