@@ -260,6 +260,19 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// A server dropped without [`Server::close`] stops answering and announcing at once
+    /// (best effort when the command queue is full); its record expires on the stores.
+    fn drop(&mut self) {
+        self.announcer.abort();
+        let pk = self.key_pair.public_key;
+        self.node.driver().try_call(move |c, _| {
+            c.listeners.remove(&pk);
+            c.dht_mut().servers_mut().close(&pk);
+        });
+    }
+}
+
 /// Why `listen` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
