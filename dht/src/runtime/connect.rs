@@ -7,7 +7,9 @@
 //! The server side binds its stream at once when the client is open or came straight to us,
 //! else to the source of the client's first packet (`server.js _addHandshake` raw-stream
 //! firewall). The announcer (`lib/announcer.js`) announces the key to the closest nodes, names
-//! the first three that took it as relays, re-announces every [`REFRESH_INTERVAL`] and
+//! the first three of them as relays in handshake replies (JS names the first three whose
+//! ANNOUNCE succeeded; the commit counts here do not say which), re-announces every
+//! [`REFRESH_INTERVAL`] and
 //! unannounces on [`Server::close`].
 
 // The driver is where the clock lives.
