@@ -230,3 +230,75 @@ fn operator_commands_put_get_announce_and_lookup_on_rust_storage_nodes() {
     assert!(child.0.wait().unwrap().success());
     assert!(keys(&mut seen).is_empty(), "{seen:?}");
 }
+
+/// `listen --echo` on one process and `connect` on another: the key comes on the listener's
+/// stderr, the connect pipes stdin through the echo back to stdout and says how it connected.
+#[test]
+fn listen_echo_and_connect_pipe_a_line_through() {
+    use std::io::{Read, Write};
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = port.to_string();
+    let boot = format!("127.0.0.1:{port}");
+    let (_b, brx) = spawn(&["--bootstrap", "--host", "127.0.0.1", "--port", &p]);
+    let mut seen = Vec::new();
+    wait_for(&brx, "Fully started", &mut seen);
+    let seed = "07".repeat(32);
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_hyperdht"))
+        .args([
+            "--bootstrap",
+            &boot,
+            "--host",
+            "127.0.0.1",
+            "listen",
+            "--echo",
+            "--seed",
+            &seed,
+        ])
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start listen");
+    let err = listener.stderr.take().expect("stderr");
+    let _listener = Kill(listener);
+    let (tx, lrx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lseen = Vec::new();
+    wait_for(&lrx, "publicKey", &mut lseen);
+    let v: serde_json::Value = serde_json::from_str(&lseen[lseen.len() - 1]).unwrap();
+    let pk = v["publicKey"].as_str().unwrap().to_string();
+    assert_eq!(pk.len(), 64);
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hyperdht"))
+        .args(["--bootstrap", &boot, "--host", "127.0.0.1", "connect", &pk])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start connect");
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"through the dht\n")
+        .unwrap();
+    let mut out = String::new();
+    c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(c.wait().unwrap().success(), "{err}");
+    assert_eq!(out, "through the dht\n");
+    let v: serde_json::Value = serde_json::from_str(err.lines().next().unwrap()).unwrap();
+    assert_eq!(v["connected"], "direct", "{err}");
+    assert_eq!(v["remotePublicKey"], pk.as_str());
+    assert!(v["ms"].as_u64().is_some());
+    wait_for(&lrx, "connection", &mut lseen);
+}

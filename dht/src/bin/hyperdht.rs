@@ -17,6 +17,8 @@
 //! - `lookup TOPIC`: a line per reply (`dht.lookup`), then a summary line.
 //! - `announce TOPIC [--seed HEX]`: announces (`dht.announce`), re-announces every 10 minutes
 //!   (records live 20), and unannounces on Ctrl-C or SIGTERM.
+//! - `listen [--seed HEX] [--echo]` and `connect PUBLIC_KEY`: an encrypted connection to a
+//!   key, piped to stdin/stdout or echoed (module `conn`).
 //! - `immutable-put VALUE`, `immutable-get HASH`, `mutable-put --seed HEX [--seq N] VALUE`,
 //!   `mutable-get PUBLIC_KEY [--seq N] [--first]`.
 //!
@@ -43,6 +45,9 @@ use dht::crypto::{KeyPair, hash};
 use dht::hyperdht::{Committed, HyperDhtConfig};
 use dht::rpc::Config;
 use dht::runtime::HyperDhtNode;
+
+#[path = "hyperdht/conn.rs"]
+mod conn;
 
 /// Public bootstrap nodes (`lib/constants.js` `BOOTSTRAP_NODES`).
 const PUBLIC_BOOTSTRAP: &str = "88.99.3.86:49737,142.93.90.113:49737,138.68.147.8:49737";
@@ -80,6 +85,21 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Op {
+    /// Listen on a key pair: print {"publicKey": HEX} on stderr, then pipe the first
+    /// connection to stdout/stdin, or echo every connection back.
+    Listen {
+        /// 32-byte key-pair seed in hex (random when absent).
+        #[arg(long)]
+        seed: Option<String>,
+        /// Echo every connection back instead of piping the first one.
+        #[arg(long)]
+        echo: bool,
+    },
+    /// Connect to PUBLIC_KEY and pipe stdin/stdout over the connection.
+    Connect {
+        /// 64 hex digits.
+        public_key: String,
+    },
     /// Print the peer records announced under TOPIC.
     Lookup {
         /// 64 hex digits, or a string to hash.
@@ -291,6 +311,8 @@ async fn operator(args: &Args, op: &Op) -> Result<()> {
 
 async fn run_op(dht: &HyperDhtNode, op: &Op) -> Result<()> {
     match op {
+        Op::Listen { seed, echo } => conn::listen(dht, seed.as_deref(), *echo).await?,
+        Op::Connect { public_key } => conn::connect(dht, public_key).await?,
         Op::Lookup { topic } => {
             let topic = topic_of(topic);
             let mut l = dht.lookup(topic).await?;

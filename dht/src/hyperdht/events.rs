@@ -172,6 +172,8 @@ pub enum OpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HyperEvent {
+    /// One of our servers accepted a handshake: open the UDX stream and the secret stream.
+    Connection(Box<super::server::Accepted>),
     /// An event of the rpc node that is not one of our operations' (ready, persistent, NAT
     /// updates, and the events of queries and requests started through `rpc_mut`).
     Rpc(Event),

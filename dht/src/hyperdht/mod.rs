@@ -18,6 +18,7 @@
 
 pub mod address;
 pub mod cache;
+pub mod connect;
 pub mod events;
 pub mod fuzzing;
 pub mod holepunch;
@@ -31,6 +32,7 @@ pub mod ops;
 pub mod persistent;
 pub mod router;
 pub mod secure_payload;
+pub mod server;
 
 pub use node::{HyperDht, HyperDhtConfig, HyperStats};
 pub use ops::{

@@ -26,14 +26,20 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use super::Command;
+use super::Mode;
+use super::messages::Handshake;
 use super::ops::{HyperEvent, Ops};
 use super::persistent::{
     Context, DEFAULT_MAX_AGE, DEFAULT_MAX_SIZE, Persistent, StoreCommand, StoreConfig,
     StoreRequest, StoreStats,
 };
 use super::router::{Router, RouterStats};
+use super::server::{HandshakeOutcome, LocalInfo, Servers};
+use crate::codec::{Decode, Encode};
 use crate::rpc::wire::errors::UNKNOWN_COMMAND;
 use crate::rpc::{Config, Event, IncomingRequest, Node, NodeId, ReplyOpts, Transmit};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 
 /// Configuration of a [`HyperDht`] (`new HyperDHT(opts)`).
 #[derive(Debug, Clone, Default)]
@@ -74,6 +80,12 @@ pub struct HyperDht {
     pub(super) events: VecDeque<HyperEvent>,
     pub(super) stats: HyperStats,
     pub(super) destroyed: bool,
+    pub(super) servers: Servers,
+    /// Ephemeral Noise keys and UDX stream ids (seeded, so runs replay).
+    pub(super) rng: ChaCha20Rng,
+    pub(super) next_stream_id: u32,
+    /// Relay addresses our servers announce (`announcer.relayAddresses`).
+    pub(super) relay_addresses: Vec<SocketAddrV4>,
 }
 
 impl HyperDht {
@@ -136,7 +148,14 @@ impl HyperDht {
             .max_age
             .filter(|a| !a.is_zero())
             .unwrap_or(DEFAULT_MAX_AGE);
+        let mut rng =
+            ChaCha20Rng::from_seed(crate::crypto::hash_batch(&[b"hyperdht-conn", &store_seed]));
+        let next_stream_id = rng.next_u32();
         let mut dht = Self {
+            servers: Servers::default(),
+            rng,
+            next_stream_id,
+            relay_addresses: Vec::new(),
             node,
             store: None,
             store_config,
@@ -239,6 +258,7 @@ impl HyperDht {
             s.advance(now);
         }
         self.router.advance(now);
+        self.servers.advance(now);
         self.pump(now);
     }
 
@@ -256,6 +276,7 @@ impl HyperDht {
             self.node.poll_timeout(),
             self.store.as_ref().and_then(Persistent::next_deadline),
             self.router.next_deadline(),
+            self.servers.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -299,6 +320,12 @@ impl HyperDht {
             return;
         };
         match command {
+            Command::PeerHandshake if self.is_local_target(req) => {
+                return self.on_server_handshake(now, req);
+            }
+            // Holepunching is not offered by our servers (no `holepunch` block in the reply),
+            // so a holepunch for one of our keys has no slot to land in.
+            Command::PeerHolepunch if self.is_local_target(req) => return,
             Command::PeerHandshake => return self.router.on_handshake(&mut self.node, req),
             Command::PeerHolepunch => return self.router.on_holepunch(&mut self.node, req),
             _ => {}
@@ -336,6 +363,120 @@ impl HyperDht {
         }
         if let Some(opts) = out.response.reply_opts() {
             self.node.reply(req, opts);
+        }
+    }
+}
+
+impl HyperDht {
+    fn is_local_target(&self, req: &IncomingRequest) -> bool {
+        req.target
+            .as_ref()
+            .is_some_and(|t| self.servers.is_local(t))
+    }
+
+    /// A fresh UDX stream id for a connection of this node (unique among the ids this node
+    /// handed out until the counter wraps at 2^32).
+    pub fn alloc_stream_id(&mut self) -> u32 {
+        self.next_stream_id = self.next_stream_id.wrapping_add(1);
+        self.next_stream_id
+    }
+
+    /// A fresh ephemeral Noise key pair from the node's seeded RNG.
+    pub fn ephemeral_key_pair(&mut self) -> noise::KeyPair {
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        noise::KeyPair::from_seed(seed)
+    }
+
+    /// The servers this node listens with.
+    pub fn servers(&self) -> &Servers {
+        &self.servers
+    }
+
+    /// The servers, to listen or close.
+    pub fn servers_mut(&mut self) -> &mut Servers {
+        &mut self.servers
+    }
+
+    /// Sets the relay addresses our servers name in their replies (at most 3).
+    pub fn set_relay_addresses(&mut self, relays: &[SocketAddrV4]) {
+        self.relay_addresses = relays.iter().take(3).copied().collect();
+    }
+
+    /// `router.js onpeerhandshake`, server branch: the handshake is answered by our server
+    /// and the reply goes back the way the request came (straight to a direct client, to
+    /// the relay that forwarded it, or through the first relay a second relay names).
+    fn on_server_handshake(&mut self, now: Instant, req: &IncomingRequest) {
+        let (Some(target), Some(hs)) = (
+            req.target,
+            req.value
+                .as_deref()
+                .and_then(|v| Handshake::from_bytes(v).ok()),
+        ) else {
+            return;
+        };
+        let mode = Mode::from_u64(hs.mode);
+        if !matches!(
+            mode,
+            Some(Mode::FromClient | Mode::FromRelay | Mode::FromSecondRelay)
+        ) {
+            return;
+        }
+        let local = LocalInfo {
+            remote_address: self.node.remote_address(),
+            relay_addresses: self.relay_addresses.clone(),
+        };
+        let ephemeral = self.ephemeral_key_pair();
+        let stream_id = self.alloc_stream_id();
+        let out = self.servers.on_handshake(
+            now,
+            &target,
+            &hs.noise,
+            hs.peer_address,
+            req.from,
+            &local,
+            ephemeral,
+            stream_id,
+        );
+        let HandshakeOutcome::Reply { noise, accepted } = out else {
+            return;
+        };
+        match mode {
+            Some(Mode::FromClient) => {
+                let v = Handshake {
+                    mode: Mode::Reply.to_u64(),
+                    noise,
+                    peer_address: None,
+                    relay_address: None,
+                };
+                self.node.reply(
+                    req,
+                    ReplyOpts {
+                        token: false,
+                        closer_nodes: false,
+                        ..ReplyOpts::value(Some(v.to_bytes()))
+                    },
+                );
+            }
+            Some(Mode::FromRelay) | Some(Mode::FromSecondRelay) => {
+                let to = if mode == Some(Mode::FromRelay) {
+                    Some(req.from)
+                } else {
+                    hs.relay_address
+                };
+                let Some(to) = to else { return };
+                let v = Handshake {
+                    mode: Mode::FromServer.to_u64(),
+                    noise,
+                    peer_address: hs.peer_address,
+                    relay_address: None,
+                };
+                self.node.relay(req, Some(v.to_bytes()), to);
+            }
+            _ => return,
+        }
+        if let Some(a) = accepted {
+            self.events.push_back(HyperEvent::Connection(a));
         }
     }
 }

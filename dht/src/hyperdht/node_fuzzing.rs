@@ -8,7 +8,8 @@
 //! input) or with a well-formed value for its command (lookup records, a mutable value signed
 //! by the right or the wrong key, an immutable value that does or does not hash to the
 //! target); raw datagrams to either node; requests of every hyperdht command to the storage
-//! node with a valid token or none; cancel; destroy; time advancing.
+//! node with a valid token or none (the storage node also listens on one key, so handshakes
+//! for it reach the server path); cancel; destroy; time advancing.
 //! Oracle: nothing panics; every `Done` belongs to a started operation and comes once; a
 //! mutable value returned verifies against its key; an immutable value hashes to its target;
 //! after ten quiet minutes every operation not cancelled has ended and none is left running.
@@ -215,7 +216,14 @@ impl Run {
             token,
             internal: false,
             command: u64::from(cmd % 12),
-            target: (flags & 2 == 0).then_some([flags >> 2; 32]),
+            // flags bits 1 and 2 both set: the key the storage node listens on (its server).
+            target: if flags & 2 == 0 {
+                Some([flags >> 2; 32])
+            } else if flags & 4 != 0 {
+                Some(crate::crypto::hash(&listening_key().public_key))
+            } else {
+                None
+            },
             value: Some(b.take(usize::from(len))),
         };
         self.store
@@ -227,6 +235,10 @@ impl Run {
         self.client.handle_timeout(self.now);
         self.store.handle_timeout(self.now);
     }
+}
+
+fn listening_key() -> KeyPair {
+    KeyPair::from_seed(&[9; 32])
 }
 
 /// Runs one fuzz input.
@@ -255,6 +267,8 @@ pub fn hyperdht_node(data: &[u8]) {
         cancelled: BTreeSet::new(),
         done: BTreeSet::new(),
     };
+    // The storage node also listens, so handshakes for its key reach the server path.
+    let _ = run.store.servers_mut().listen(listening_key(), None);
     let mut b = Bytes(data);
     run.drain();
     while let Some(step) = b.u8() {

@@ -480,3 +480,140 @@ fn a_destroyed_node_answers_nothing_and_sets_no_timer() {
     );
     assert_eq!(h.dht.poll_timeout(), None);
 }
+
+/// `router.js onpeerhandshake`, server branch: a handshake for one of our keys is answered by
+/// our server in each mode JS handles, the reply goes back the way the request came with the
+/// tid kept, and each distinct msg1 yields one connection.
+#[test]
+fn a_handshake_for_a_local_server_is_answered_in_every_mode() {
+    use super::super::connect::ClientHandshake;
+    let mut h = Harness::storage();
+    let server = KeyPair::from_seed(&[5; 32]);
+    let target = h.dht.servers_mut().listen(server.clone(), None).unwrap();
+    let msg1 = |seed: u8| {
+        let c = ClientHandshake::new(
+            &KeyPair::from_seed(&[seed; 32]),
+            noise::KeyPair::from_seed([seed.wrapping_add(1); 32]),
+            server.public_key,
+            u32::from(seed),
+            None,
+        )
+        .unwrap();
+        Handshake::from_bytes(c.request_value()).unwrap().noise
+    };
+    let hs = |mode: Mode, noise: Vec<u8>, peer, relay| {
+        Handshake {
+            mode: mode.to_u64(),
+            noise,
+            peer_address: peer,
+            relay_address: relay,
+        }
+        .to_bytes()
+    };
+    let connections = |h: &mut Harness| {
+        let mut n = Vec::new();
+        while let Some(e) = h.dht.poll_event() {
+            if let HyperEvent::Connection(a) = e {
+                n.push(a);
+            }
+        }
+        n
+    };
+
+    // FROM_CLIENT straight to us: a REPLY to the client, who is connected to at once
+    let out = h.ask(
+        CLIENT,
+        7,
+        Command::PeerHandshake,
+        target,
+        None,
+        Some(hs(Mode::FromClient, msg1(10), None, None)),
+    );
+    let (to, Message::Response(r)) = only(out) else {
+        panic!("not a response")
+    };
+    assert_eq!((to, r.tid), (CLIENT, 7));
+    let v = Handshake::from_bytes(r.value.as_deref().unwrap()).unwrap();
+    assert_eq!((v.mode, v.peer_address), (Mode::Reply.to_u64(), None));
+    let c = connections(&mut h);
+    assert_eq!(c.len(), 1);
+    assert!(c[0].connect_now);
+    assert_eq!(c[0].client_address, CLIENT);
+    assert_eq!(c[0].remote_stream_id, 10);
+
+    // FROM_RELAY: FROM_SERVER back to the relay, same tid, the client's address kept
+    let out = h.ask(
+        RELAY,
+        8,
+        Command::PeerHandshake,
+        target,
+        None,
+        Some(hs(Mode::FromRelay, msg1(11), Some(CLIENT), None)),
+    );
+    let (to, Message::Request(q)) = only(out) else {
+        panic!("not a relayed request")
+    };
+    assert_eq!((to, q.tid), (RELAY, 8));
+    let v = Handshake::from_bytes(q.value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (v.mode, v.peer_address),
+        (Mode::FromServer.to_u64(), Some(CLIENT))
+    );
+    let c = connections(&mut h);
+    assert_eq!(c.len(), 1);
+    assert!(
+        !c[0].connect_now,
+        "a firewalled client binds on its first packet"
+    );
+
+    // FROM_SECOND_RELAY: FROM_SERVER to the first relay it names
+    let out = h.ask(
+        OTHER,
+        9,
+        Command::PeerHandshake,
+        target,
+        None,
+        Some(hs(
+            Mode::FromSecondRelay,
+            msg1(12),
+            Some(CLIENT),
+            Some(RELAY),
+        )),
+    );
+    let (to, Message::Request(q)) = only(out) else {
+        panic!("not a relayed request")
+    };
+    assert_eq!((to, q.tid), (RELAY, 9));
+    assert_eq!(connections(&mut h).len(), 1);
+
+    // the same msg1 again (another relay): the same reply, no second connection
+    let out = h.ask(
+        OTHER,
+        10,
+        Command::PeerHandshake,
+        target,
+        None,
+        Some(hs(Mode::FromRelay, msg1(11), Some(CLIENT), None)),
+    );
+    let (_, Message::Request(again)) = only(out) else {
+        panic!("not relayed")
+    };
+    let first = Handshake::from_bytes(q.value.as_deref().unwrap()).unwrap();
+    let again = Handshake::from_bytes(again.value.as_deref().unwrap()).unwrap();
+    assert_ne!(first.noise, again.noise, "msg1(11) and msg1(12) differ");
+    assert!(connections(&mut h).is_empty());
+    assert_eq!(h.dht.servers().stats().deduped, 1);
+
+    // REPLY is not a request a server takes; a holepunch for our key is dropped
+    assert!(
+        h.ask(
+            CLIENT,
+            11,
+            Command::PeerHandshake,
+            target,
+            None,
+            Some(hs(Mode::Reply, msg1(13), None, None))
+        )
+        .is_empty()
+    );
+}

@@ -5,10 +5,10 @@
 //! Sans-IO: [`Router::on_handshake`] and [`Router::on_holepunch`] take the request as the rpc
 //! layer handed it out and answer or relay it through the public `rpc::Node` API
 //! (`Node::reply`, `Node::relay`), keeping the request's transaction id on every hop as JS's
-//! `req.relay` does. This node runs no server of its own yet, so the server branches of
-//! `onpeerhandshake` / `onpeerholepunch` (which need a listening key pair) never apply: a
-//! request that reaches us in a server's role is dropped, as JS drops it when the forward is
-//! not one of its own servers.
+//! `req.relay` does. The server branches of `onpeerhandshake` / `onpeerholepunch` (a target
+//! this node listens on) never reach the router: [`super::HyperDht`] hands those to its
+//! [`super::server::Servers`] first. A request that reaches the router in a server's role is
+//! dropped, as JS drops it when the forward is not one of its own servers.
 //!
 //! Bounded: the forward table is an [`Xache`] of `index.js` `defaultCacheOpts` `router.forwards`
 //! (65,536 per generation, 20 minutes).

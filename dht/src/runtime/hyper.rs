@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::connect::{Attempt, Connection, PendingConnect};
 use super::{
     Core, DATAGRAM_QUEUE, DhtError, Driver, Status, UdxDatagrams, bind_udx, seed, wait_ready,
 };
@@ -44,6 +45,8 @@ enum Waiter {
     Stream(mpsc::Sender<Result<LookupReply, OpError>>),
     /// The first peer found.
     FirstPeer(oneshot::Sender<Result<FindPeerReply, OpError>>),
+    /// Every node that routes for the key, as found (a connect tries them in turn).
+    Peers(mpsc::Sender<FindPeerReply>),
 }
 
 /// [`HyperDht`] with the handle's waiters.
@@ -52,6 +55,21 @@ pub struct HyperCore {
     waiters: BTreeMap<OpId, Waiter>,
     requests: BTreeMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>>,
     dropped_replies: u64,
+    pub(super) udx: udx::socket::Socket,
+    /// Accepted connections go to their server's queue, by public key.
+    pub(super) listeners: BTreeMap<[u8; 32], mpsc::Sender<Connection>>,
+    /// Client handshakes waiting for their reply (each also holds one rpc request, so the
+    /// rpc layer's request bound applies).
+    pub(super) connects: BTreeMap<u64, PendingConnect>,
+    /// Each relay attempt of a connect: one rpc request.
+    pub(super) attempts: BTreeMap<RequestId, Attempt>,
+    pub(super) next_connect: u64,
+}
+
+impl HyperCore {
+    pub(super) fn dht_mut(&mut self) -> &mut HyperDht {
+        &mut self.dht
+    }
 }
 
 impl std::fmt::Debug for HyperCore {
@@ -94,12 +112,22 @@ impl Core for HyperCore {
                         }
                     }
                 }
-                HyperEvent::PeerFound { op, reply } => {
-                    if let Some(Waiter::FirstPeer(tx)) = self.waiters.remove(&op) {
-                        let _ = tx.send(Ok(reply));
+                HyperEvent::PeerFound { op, reply } => match self.waiters.get(&op) {
+                    Some(Waiter::FirstPeer(_)) => {
+                        if let Some(Waiter::FirstPeer(tx)) = self.waiters.remove(&op) {
+                            let _ = tx.send(Ok(reply));
+                        }
                         self.dht.cancel(op);
                     }
-                }
+                    Some(Waiter::Peers(tx)) => {
+                        // A full queue drops the reply: the connect has enough to try.
+                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(reply) {
+                            self.waiters.remove(&op);
+                            self.dht.cancel(op);
+                        }
+                    }
+                    _ => {}
+                },
                 HyperEvent::Done { op, result } => match self.waiters.remove(&op) {
                     Some(Waiter::Once(tx)) => {
                         let _ = tx.send(result);
@@ -112,11 +140,16 @@ impl Core for HyperCore {
                     Some(Waiter::FirstPeer(tx)) => {
                         let _ = tx.send(Err(result.err().unwrap_or(OpError::NotFound)));
                     }
+                    // Dropping the sender ends the receiver's stream.
+                    Some(Waiter::Peers(_)) => {}
                     None => {}
                 },
+                HyperEvent::Connection(acc) => self.on_accepted(&acc),
                 HyperEvent::Rpc(Event::Response { request, result }) => {
                     if let Some(tx) = self.requests.remove(&request) {
                         let _ = tx.send(result);
+                    } else {
+                        self.on_handshake_response(request, &result);
                     }
                 }
                 other => tracing::debug!("{other:?}"),
@@ -200,6 +233,8 @@ pub struct HyperStatus {
 pub struct HyperDhtNode {
     driver: Driver<HyperCore>,
     udx: udx::socket::Socket,
+    /// `dht.defaultKeyPair`: drawn at bind, used by [`HyperDhtNode::connect`].
+    key_pair: KeyPair,
 }
 
 fn unix_ms() -> u64 {
@@ -246,6 +281,11 @@ impl HyperDhtNode {
             waiters: BTreeMap::new(),
             requests: BTreeMap::new(),
             dropped_replies: 0,
+            udx: socket.clone(),
+            listeners: BTreeMap::new(),
+            connects: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            next_connect: 0,
         };
         let driver = Driver::spawn(
             UdxDatagrams::new(socket.clone(), DATAGRAM_QUEUE),
@@ -255,7 +295,17 @@ impl HyperDhtNode {
         Ok(Self {
             driver,
             udx: socket,
+            key_pair: KeyPair::from_seed(&seed()),
         })
+    }
+
+    pub(super) fn driver(&self) -> &Driver<HyperCore> {
+        &self.driver
+    }
+
+    /// The key pair [`HyperDhtNode::connect`] uses (`dht.defaultKeyPair`).
+    pub fn default_key_pair(&self) -> &KeyPair {
+        &self.key_pair
     }
 
     /// The udx socket the node runs on, for UDX streams on the DHT's port.
@@ -410,6 +460,24 @@ impl HyperDhtNode {
             })
             .await?;
         Ok(r?)
+    }
+
+    /// `dht.findPeer(publicKey)` as a stream: every node that routes for the key, as found
+    /// (at most `max` buffered). Dropping the receiver cancels the walk at its next reply.
+    pub(super) async fn find_peers(
+        &self,
+        public_key: [u8; 32],
+        max: usize,
+    ) -> Result<mpsc::Receiver<FindPeerReply>, DhtError> {
+        let (tx, rx) = mpsc::channel(max.max(1));
+        self.driver
+            .ask(move |c, now, done| {
+                let op = c.dht.find_peer(now, &public_key);
+                c.waiters.insert(op, Waiter::Peers(tx));
+                let _ = done.send(());
+            })
+            .await?;
+        Ok(rx)
     }
 
     /// `dht.immutablePut(value)`: the value's hash and the commits.

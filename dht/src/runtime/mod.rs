@@ -31,7 +31,12 @@ use crate::rpc::{
     Reply, ReplyOpts, RequestError, RequestId, RequestOpts, Transmit,
 };
 
+mod connect;
 mod hyper;
+pub use connect::{
+    ACCEPT_QUEUE, Connection, EncryptedStream, HANDSHAKE_INITIAL_TIMEOUT, How, KEEP_ALIVE,
+    ListenError, MAX_CONNECT_ATTEMPTS, PARALLEL_ATTEMPTS, REFRESH_INTERVAL, Server,
+};
 pub use hyper::{HyperCore, HyperDhtNode, HyperStatus, LOOKUP_QUEUE, Lookup, MutablePutDone};
 
 /// Commands the handle may queue before `send` waits (bounded channel).

@@ -74,6 +74,20 @@ impl UdxStream {
         })?
     }
 
+    /// [`UdxStream::connect`], but the first packet received may come from another address
+    /// and moves the remote there (`proto::Stream::connect_rebinding`): for a peer that
+    /// answers from another socket than the one we send to.
+    pub fn connect_rebinding(&self, remote_id: u32, addr: SocketAddr) -> Result<(), SocketError> {
+        self.with(|e| {
+            if e.proto.remote_id().is_some() {
+                return Err(SocketError::AlreadyConnected);
+            }
+            e.proto.connect_rebinding(remote_id, addr);
+            e.firewall = None;
+            Ok(())
+        })?
+    }
+
     /// Waits for the first packet that `firewall` accepts and binds the stream to its source
     /// (hyperdht's server side: the peer's address is known only when its first packet
     /// arrives). `remote_id` is the peer's id from the handshake. The firewall runs on the

@@ -196,6 +196,9 @@ pub struct Stream {
     remote_addr: Option<SocketAddr>,
     /// The address before [`Stream::change_remote`], accepted until the change completes.
     prev_remote_addr: Option<SocketAddr>,
+    /// Set by [`Stream::connect_rebinding`]: the first packet from another address moves the
+    /// remote there.
+    rebind_on_first: bool,
     /// When the idle limit runs out (refreshed by every accepted packet).
     idle_at: Option<Instant>,
     /// Write queue, packetisation, flow control and probes (`send.rs`).
@@ -240,6 +243,7 @@ impl Stream {
             pending_remote: None,
             remote_addr: None,
             prev_remote_addr: None,
+            rebind_on_first: false,
             idle_at: None,
             send: SendState::new(),
             recovery: Recovery::new(&cfg),
@@ -275,6 +279,17 @@ impl Stream {
         self.cfg.ipv6 = addr.is_ipv6();
     }
 
+    /// [`Stream::connect`], except that the first packet received may come from another
+    /// address, and the stream then moves its remote there. libudx streams take packets from
+    /// any source, and a JS hyperdht peer bound to two sockets (dht-rpc's client and server
+    /// sockets) can answer from the other one: a LAN connect sends to the server socket it
+    /// advertised and hears back from the socket it announced from. Only the first packet
+    /// rebinds; from then on the path is checked as after `connect`.
+    pub fn connect_rebinding(&mut self, remote_id: u32, addr: SocketAddr) {
+        self.connect(remote_id, addr);
+        self.rebind_on_first = true;
+    }
+
     /// The address packets go to and are accepted from, once connected.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
@@ -286,6 +301,13 @@ impl Stream {
     /// relays a stream's packets instead of handing them over calls it itself.
     pub fn accepts_source(&mut self, from: SocketAddr) -> bool {
         let ok = self.remote_addr == Some(from) || self.prev_remote_addr == Some(from);
+        if self.rebind_on_first && self.remote_id.is_some() {
+            self.rebind_on_first = false;
+            if !ok {
+                self.remote_addr = Some(from);
+                return true;
+            }
+        }
         if !ok {
             self.stats.dropped_off_path += 1;
         }

@@ -206,3 +206,53 @@ fn bookkeeping_holds_through_loss_reordering_and_a_blackout() {
 fn bookkeeping_holds_under_heavy_loss() {
     transfer(7, 1 << 20, 20);
 }
+
+/// A peer that answers from another socket than the one we send to: after
+/// `connect_rebinding` the first packet moves the remote there and the transfer completes;
+/// after that a third address is refused again. A plain `connect` refuses the other socket.
+#[test]
+fn connect_rebinding_follows_the_first_answer_then_checks_the_path() {
+    #[allow(clippy::disallowed_methods)] // any origin will do; the test steps time itself
+    let now = Instant::now();
+    let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 9001));
+    let third = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 7), 9001));
+    let cfg = Config::default();
+    for rebinding in [true, false] {
+        let (mut a, mut b) = (Stream::new(1, cfg.clone()), Stream::new(2, cfg.clone()));
+        if rebinding {
+            a.connect_rebinding(2, PEER);
+        } else {
+            a.connect(2, PEER);
+        }
+        b.connect(1, PEER);
+        a.write(b"ping").unwrap();
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let mut read = [0u8; 16];
+        let mut t = now;
+        for _ in 0..20 {
+            t += Duration::from_millis(10);
+            while let Some(n) = a.poll_transmit(t, &mut buf) {
+                b.handle_datagram(t, PEER, &buf[..n]);
+            }
+            while let Some(n) = b.poll_transmit(t, &mut buf) {
+                // b's answers reach a from the other socket
+                a.handle_datagram(t, other, &buf[..n]);
+            }
+        }
+        assert_eq!(b.read(&mut read).unwrap_or(0), 4);
+        if rebinding {
+            assert_eq!(a.remote_addr(), Some(other));
+            assert_eq!(a.stats().dropped_off_path, 0);
+
+            let before = a.stats().dropped_off_path;
+            b.write(b"x").unwrap();
+            while let Some(n) = b.poll_transmit(t, &mut buf) {
+                a.handle_datagram(t, third, &buf[..n]);
+            }
+            assert_eq!(a.stats().dropped_off_path, before + 1);
+        } else {
+            assert_eq!(a.remote_addr(), Some(PEER));
+            assert!(a.stats().dropped_off_path > 0);
+        }
+    }
+}
