@@ -218,6 +218,24 @@ fn operator_commands_put_get_announce_and_lookup_on_rust_storage_nodes() {
         keys(&mut seen),
         vec![serde_json::Value::from(announced_key)]
     );
+    // a reader that goes away (`hyperdht lookup T | head -1`) ends the command quietly: exit 0,
+    // nothing on stderr (`println!` would panic on the closed pipe)
+    let mut lookup = Command::new(env!("CARGO_BIN_EXE_hyperdht"))
+        .args(with(&["lookup", "cli topic"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lookup");
+    drop(lookup.stdout.take());
+    let out = lookup.wait_with_output().expect("lookup ends");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        (Some(0), ""),
+        "lookup into a closed pipe"
+    );
     let pid = child.0.id().to_string();
     assert!(
         Command::new("kill")

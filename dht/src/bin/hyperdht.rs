@@ -40,6 +40,23 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Writes one line to stdout. `println!` panics when stdout is closed (`hyperdht lookup T |
+/// head -1`); a closed pipe ends the process quietly instead, and another write error is said
+/// in one sentence with exit code 1.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, $($arg)*).and_then(|()| o.flush()) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("cannot write to stdout: {e}");
+                std::process::exit(1);
+            }
+            std::process::exit(0);
+        }
+    }};
+}
+
 use clap::{Parser, Subcommand};
 use dht::crypto::{KeyPair, hash};
 use dht::hyperdht::{Committed, HyperDhtConfig};
@@ -332,7 +349,7 @@ async fn run_op(dht: &HyperDhtNode, op: &Op) -> Result<()> {
                         )
                     })
                     .collect();
-                println!(
+                out!(
                     "{{\"type\":\"reply\",\"from\":{},\"peers\":[{}],\"bump\":{}}}",
                     js(&r.from.to_string()),
                     peers.join(","),
@@ -340,7 +357,7 @@ async fn run_op(dht: &HyperDhtNode, op: &Op) -> Result<()> {
                 );
             }
             let keys: Vec<String> = keys.iter().map(|k| js(&to_hex(k))).collect();
-            println!(
+            out!(
                 "{{\"type\":\"done\",\"topic\":{},\"replies\":{replies},\"publicKeys\":[{}]}}",
                 js(&to_hex(&topic)),
                 keys.join(",")
@@ -355,7 +372,7 @@ async fn run_op(dht: &HyperDhtNode, op: &Op) -> Result<()> {
                 js(&to_hex(&kp.public_key))
             );
             let c = dht.announce(topic, &kp, &[]).await?;
-            println!("{{\"type\":\"announced\",{head},{}}}", committed(&c));
+            out!("{{\"type\":\"announced\",{head},{}}}", committed(&c));
             let stop = stopped();
             tokio::pin!(stop);
             loop {
@@ -363,21 +380,21 @@ async fn run_op(dht: &HyperDhtNode, op: &Op) -> Result<()> {
                     _ = &mut stop => break,
                     _ = tokio::time::sleep(REANNOUNCE) => {
                         let c = dht.announce(topic, &kp, &[]).await?;
-                        println!("{{\"type\":\"announced\",{head},{}}}", committed(&c));
+                        out!("{{\"type\":\"announced\",{head},{}}}", committed(&c));
                     }
                 }
             }
             let c = dht.unannounce(topic, &kp).await?;
-            println!("{{\"type\":\"unannounced\",{head},{}}}", committed(&c));
+            out!("{{\"type\":\"unannounced\",{head},{}}}", committed(&c));
         }
         Op::ImmutablePut { value } => {
             let (h, c) = dht.immutable_put(value.as_bytes()).await?;
-            println!("{{\"hash\":{},{}}}", js(&to_hex(&h)), committed(&c));
+            out!("{{\"hash\":{},{}}}", js(&to_hex(&h)), committed(&c));
         }
         Op::ImmutableGet { hash } => {
             let h = from_hex32(hash, "hash")?;
             let v = dht.immutable_get(h).await?;
-            println!(
+            out!(
                 "{{\"hash\":{},{},\"from\":{}}}",
                 js(&to_hex(&h)),
                 value_fields(&v.value),
@@ -387,7 +404,7 @@ async fn run_op(dht: &HyperDhtNode, op: &Op) -> Result<()> {
         Op::MutablePut { seed, seq, value } => {
             let kp = key_pair(Some(seed))?;
             let d = dht.mutable_put(&kp, value.as_bytes(), *seq).await?;
-            println!(
+            out!(
                 "{{\"publicKey\":{},\"seq\":{},\"signature\":{},{}}}",
                 js(&to_hex(&d.public_key)),
                 d.seq,
@@ -402,7 +419,7 @@ async fn run_op(dht: &HyperDhtNode, op: &Op) -> Result<()> {
         } => {
             let pk = from_hex32(public_key, "public key")?;
             let v = dht.mutable_get(pk, *seq, !first).await?;
-            println!(
+            out!(
                 "{{\"publicKey\":{},\"seq\":{},{},\"signature\":{},\"from\":{}}}",
                 js(&to_hex(&pk)),
                 v.seq,
@@ -424,15 +441,15 @@ async fn bootstrap_node(args: &Args) -> Result<()> {
     if ip.is_unspecified() {
         return Err(err("Invalid host"));
     }
-    println!("Starting DHT bootstrap node...");
+    out!("Starting DHT bootstrap node...");
     let addr = SocketAddrV4::new(ip, port);
     let dht = HyperDhtNode::bootstrapper(addr, addr, HyperDhtConfig::default()).await?;
     dht.ready().await?;
-    println!("Bootstrap node bound to {}", addr_js(dht.local_addr()));
-    println!("Fully started Hyperswarm DHT bootstrap node");
+    out!("Bootstrap node bound to {}", addr_js(dht.local_addr()));
+    out!("Fully started Hyperswarm DHT bootstrap node");
     stopped().await;
     dht.destroy().await;
-    println!("Bootstrap node closed");
+    out!("Bootstrap node closed");
     Ok(())
 }
 
@@ -448,7 +465,7 @@ async fn nodes(args: &Args) -> Result<()> {
     }
     let host = parse_host(args.host.as_deref(), Ipv4Addr::UNSPECIFIED)?;
     let bootstrap = resolve(args.bootstrap.as_deref().unwrap_or(PUBLIC_BOOTSTRAP)).await?;
-    println!("Booting DHT nodes...");
+    out!("Booting DHT nodes...");
     let mut all = Vec::new();
     for i in 0..count {
         let config = HyperDhtConfig {
@@ -462,19 +479,19 @@ async fn nodes(args: &Args) -> Result<()> {
         let dht = HyperDhtNode::bind(SocketAddrV4::new(host, port), config).await?;
         dht.ready().await?;
         let bound = dht.local_addr();
-        println!("Node #{i} bound to {}", addr_js(bound));
+        out!("Node #{i} bound to {}", addr_js(bound));
         let mut w = dht.watch();
         tokio::spawn(async move {
             let mut persistent = false;
             loop {
                 let now = w.borrow_and_update().id.is_some();
                 if now && !persistent {
-                    println!(
+                    out!(
                         "Node #{i} is persistent, joining remote routing tables {}",
                         addr_js(bound)
                     );
                 } else if !now && persistent {
-                    println!("Node #{i} is ephemeral {}", addr_js(bound));
+                    out!("Node #{i} is ephemeral {}", addr_js(bound));
                 }
                 persistent = now;
                 if w.changed().await.is_err() {
@@ -484,12 +501,12 @@ async fn nodes(args: &Args) -> Result<()> {
         });
         all.push(dht);
     }
-    println!(
+    out!(
         "Fully started {count} Hyperswarm DHT node{}",
         if count == 1 { "" } else { "s" }
     );
     stopped().await;
-    println!("Shutting down nodes...");
+    out!("Shutting down nodes...");
     for d in &all {
         d.destroy().await;
     }
