@@ -3,7 +3,6 @@
 //! encrypted UDX stream carries data both ways and closes cleanly; a firewall refuses one key.
 #![cfg(feature = "tokio")]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use dht::crypto::KeyPair;
@@ -13,40 +12,10 @@ use dht::rpc::Config;
 use dht::runtime::HyperDhtNode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::live::{local, network};
+
 const T: Duration = Duration::from_secs(30);
-
-fn local() -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)
-}
-
-async fn network(n: usize) -> (HyperDhtNode, Vec<HyperDhtNode>) {
-    let boot = HyperDhtNode::bootstrapper(local(), local(), HyperDhtConfig::default())
-        .await
-        .unwrap();
-    boot.ready().await.unwrap();
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        let config = HyperDhtConfig {
-            rpc: Config {
-                bootstrap: vec![boot.local_addr()],
-                ephemeral: Some(false),
-                ..Config::default()
-            },
-            ..HyperDhtConfig::default()
-        };
-        let d = HyperDhtNode::bind(local(), config).await.unwrap();
-        tokio::time::timeout(T, d.ready()).await.unwrap().unwrap();
-        nodes.push(d);
-    }
-    for d in &nodes {
-        let mut w = d.watch();
-        tokio::time::timeout(T, w.wait_for(|s| s.id.is_some()))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    (boot, nodes)
-}
 
 async fn client(boot: &HyperDhtNode) -> HyperDhtNode {
     let config = HyperDhtConfig {

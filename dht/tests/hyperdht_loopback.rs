@@ -5,7 +5,7 @@
 // A forging node needs a plain UDP socket of its own.
 #![allow(clippy::disallowed_types)]
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use dht::codec::{Decode, Encode};
@@ -16,41 +16,10 @@ use dht::rpc::Config;
 use dht::rpc::wire::{Message, Response};
 use dht::runtime::{DhtError, HyperDhtNode};
 
+mod common;
+use common::live::{local, network};
+
 const T: Duration = Duration::from_secs(30);
-
-fn local() -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)
-}
-
-async fn network(n: usize) -> (HyperDhtNode, Vec<HyperDhtNode>) {
-    let boot = HyperDhtNode::bootstrapper(local(), local(), HyperDhtConfig::default())
-        .await
-        .unwrap();
-    boot.ready().await.unwrap();
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        let config = HyperDhtConfig {
-            rpc: Config {
-                bootstrap: vec![boot.local_addr()],
-                ephemeral: Some(false),
-                ..Config::default()
-            },
-            ..HyperDhtConfig::default()
-        };
-        let d = HyperDhtNode::bind(local(), config).await.unwrap();
-        tokio::time::timeout(T, d.ready()).await.unwrap().unwrap();
-        nodes.push(d);
-    }
-    // every node persistent, so every node stores
-    for d in &nodes {
-        let mut w = d.watch();
-        tokio::time::timeout(T, w.wait_for(|s| s.id.is_some()))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    (boot, nodes)
-}
 
 async fn keys_found(d: &HyperDhtNode, topic: [u8; 32]) -> Vec<[u8; 32]> {
     let replies = tokio::time::timeout(T, d.lookup(topic).await.unwrap().collect())

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use dht::rpc::{Config, Event, Node, NodeId, QueryError, QueryId, QueryOutcome, ReplyOpts};
 
 pub mod hyper;
+#[cfg(feature = "tokio")]
+pub mod live;
 
 /// A tiny deterministic RNG (SplitMix64) for the harness itself.
 #[derive(Debug, Clone)]
